@@ -1,0 +1,158 @@
+//! Decoding of OpenAI-style response bodies and stream chunks, for chat and completions alike.
+//!
+//! Only what is measured is read: the content (to know a chunk carried tokens), the finish
+//! reason, usage, and errors. Borrowed strings avoid copying the content of every token.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+
+/// What one chunk (or a whole non-streamed body) said.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Decoded {
+    /// Bytes of generated text (content, text or reasoning content) the chunk carried.
+    pub content_bytes: usize,
+    pub finish_reason: Option<String>,
+    pub prompt_tokens: Option<u32>,
+    pub completion_tokens: Option<u32>,
+    /// The server's error message, when the chunk was an error.
+    pub error: Option<String>,
+}
+
+/// A chunk whose JSON could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("response chunk is not OpenAI JSON: {0}")]
+pub struct DecodeError(#[from] serde_json::Error);
+
+#[derive(Deserialize)]
+struct Body<'a> {
+    #[serde(default, borrow)]
+    choices: Vec<Choice<'a>>,
+    usage: Option<Usage>,
+    error: Option<ErrorBody>,
+}
+
+#[derive(Deserialize)]
+struct Choice<'a> {
+    #[serde(borrow)]
+    delta: Option<Message<'a>>,
+    #[serde(borrow)]
+    message: Option<Message<'a>>,
+    #[serde(borrow)]
+    text: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    finish_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct Message<'a> {
+    #[serde(borrow)]
+    content: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    reasoning_content: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct Usage {
+    prompt_tokens: Option<u32>,
+    completion_tokens: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ErrorBody {
+    Object { message: Option<String> },
+    Text(String),
+}
+
+/// Decodes one JSON chunk or body.
+///
+/// # Errors
+/// When the text is not JSON of the expected shape.
+pub fn decode(json: &str) -> Result<Decoded, DecodeError> {
+    let body: Body<'_> = serde_json::from_str(json)?;
+    let mut out = Decoded::default();
+    for choice in &body.choices {
+        for msg in [&choice.delta, &choice.message].into_iter().flatten() {
+            out.content_bytes += msg.content.as_deref().map_or(0, str::len);
+            out.content_bytes += msg.reasoning_content.as_deref().map_or(0, str::len);
+        }
+        out.content_bytes += choice.text.as_deref().map_or(0, str::len);
+        if let Some(reason) = &choice.finish_reason {
+            out.finish_reason = Some(reason.to_string());
+        }
+    }
+    if let Some(usage) = body.usage {
+        out.prompt_tokens = usage.prompt_tokens;
+        out.completion_tokens = usage.completion_tokens;
+    }
+    out.error = body.error.map(|e| match e {
+        ErrorBody::Object { message } => {
+            message.unwrap_or_else(|| "error without a message".into())
+        }
+        ErrorBody::Text(t) => t,
+    });
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chat_delta_with_content() {
+        let d = decode(r#"{"id":"x","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":" hi\n\"q\""},"logprobs":null,"finish_reason":null}]}"#).unwrap();
+        assert_eq!(d.content_bytes, 7);
+        assert_eq!(d.finish_reason, None);
+    }
+
+    #[test]
+    fn role_only_first_chunk_has_no_content() {
+        let d = decode(r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#)
+            .unwrap();
+        assert_eq!(d.content_bytes, 0);
+    }
+
+    #[test]
+    fn completions_text_and_finish_reason() {
+        let d =
+            decode(r#"{"choices":[{"index":0,"text":" end","finish_reason":"length"}]}"#).unwrap();
+        assert_eq!(
+            (d.content_bytes, d.finish_reason.as_deref()),
+            (4, Some("length"))
+        );
+    }
+
+    #[test]
+    fn usage_chunk_with_empty_choices() {
+        let d = decode(r#"{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":34,"total_tokens":46}}"#).unwrap();
+        assert_eq!((d.prompt_tokens, d.completion_tokens), (Some(12), Some(34)));
+    }
+
+    #[test]
+    fn non_streamed_message_body() {
+        let d = decode(r#"{"choices":[{"message":{"role":"assistant","content":"abc"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#).unwrap();
+        assert_eq!((d.content_bytes, d.completion_tokens), (3, Some(1)));
+    }
+
+    #[test]
+    fn reasoning_content_counts_as_content() {
+        let d = decode(r#"{"choices":[{"delta":{"reasoning_content":"think"}}]}"#).unwrap();
+        assert_eq!(d.content_bytes, 5);
+    }
+
+    #[test]
+    fn error_objects_and_strings() {
+        let d = decode(r#"{"error":{"message":"overloaded","type":"server_error"}}"#).unwrap();
+        assert_eq!(d.error.as_deref(), Some("overloaded"));
+        let d = decode(r#"{"error":"bad things"}"#).unwrap();
+        assert_eq!(d.error.as_deref(), Some("bad things"));
+    }
+
+    #[test]
+    fn malformed_json_is_an_error() {
+        assert!(decode("{\"choices\":[").is_err());
+        assert!(decode("not json").is_err());
+        assert!(decode(r#"{"choices":"nope"}"#).is_err());
+    }
+}

@@ -1,0 +1,216 @@
+//! The recorder: the one owner of a share's histograms and counters.
+//!
+//! Workers hand it finished [`RequestTimeline`]s through a bounded channel; once per interval
+//! (aligned to the share's start) it encodes the interval's histograms and counters, resets them
+//! (reports carry deltas), and sends the report with any request records to the controller's
+//! stream. When every worker is done, it flushes the last partial interval and a summary.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use stampede_common::metrics::{HistogramBundle, count_outcome};
+use stampede_common::proto::{
+    Counts, IntervalReport, RecordBatch, RequestRecord, ResourceSample, RunEvent, ShareSummary,
+    run_event,
+};
+use stampede_common::timeline::RequestTimeline;
+use stampede_common::units::micros;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until};
+use tonic::Status;
+
+/// Counters the scheduler and workers update without waiting on the recorder.
+#[derive(Debug, Default)]
+pub struct ShareCounters {
+    pub sent: AtomicU64,
+    pub dropped: AtomicU64,
+    pub in_flight: AtomicU64,
+    /// Finished requests the recorder's queue could not take.
+    pub overflow: AtomicU64,
+}
+
+/// Per-request limits for goodput.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GoodputLimits {
+    pub ttft: Option<Duration>,
+    pub tpot: Option<Duration>,
+    pub e2e: Option<Duration>,
+}
+
+impl GoodputLimits {
+    /// True when a successful request met every limit.
+    pub fn met_by(&self, t: &RequestTimeline) -> bool {
+        let within = |limit: Option<Duration>, value: Option<Duration>| match (limit, value) {
+            (None, _) => true,
+            (Some(l), Some(v)) => v <= l,
+            (Some(_), None) => false,
+        };
+        t.succeeded()
+            && within(self.ttft, t.ttft())
+            && within(self.e2e, t.e2e())
+            && (self.tpot.is_none() || t.tpot().is_none() || within(self.tpot, t.tpot()))
+    }
+}
+
+/// Where the recorder's events go: the gRPC response stream.
+pub type EventSender = mpsc::Sender<Result<RunEvent, Status>>;
+
+/// Most records in one batch message.
+const RECORD_BATCH: usize = 512;
+
+/// A recorder for one share.
+pub struct Recorder {
+    pub rx: mpsc::Receiver<RequestTimeline>,
+    pub out: EventSender,
+    pub counters: Arc<ShareCounters>,
+    pub start: Instant,
+    pub interval: Duration,
+    pub goodput: GoodputLimits,
+    /// Keep one record in every N requests (0: none).
+    pub record_every: u32,
+    /// Resource samples from the share's monitor thread, drained into each report.
+    pub samples: Option<mpsc::Receiver<ResourceSample>>,
+}
+
+/// The interval being filled.
+struct Interval {
+    bundle: HistogramBundle,
+    counts: Counts,
+    records: Vec<RequestRecord>,
+    /// Where the monitor thread's samples wait for the next report.
+    samples: Option<mpsc::Receiver<ResourceSample>>,
+}
+
+impl Recorder {
+    /// Runs until every worker has dropped its sender, then sends the summary.
+    /// Returns early (quietly) when the controller is gone.
+    pub async fn run(mut self) {
+        let mut current = Interval {
+            bundle: HistogramBundle::new(),
+            counts: Counts::default(),
+            records: Vec::new(),
+            samples: self.samples.take(),
+        };
+        let mut total = Counts::default();
+        let mut skipped = 0u64;
+        let mut index = 0u32;
+        let mut next_tick = self.start + self.interval;
+        loop {
+            tokio::select! {
+                biased;
+                msg = self.rx.recv() => match msg {
+                    Some(t) => self.take(&mut current, &t, &mut skipped),
+                    None => break,
+                },
+                () = sleep_until(next_tick) => {
+                    if self.flush(&mut current, &mut total, index, next_tick).await.is_err() {
+                        return;
+                    }
+                    index += 1;
+                    next_tick += self.interval;
+                }
+            }
+        }
+        let now = Instant::now();
+        if self
+            .flush(&mut current, &mut total, index, now)
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let done = ShareSummary {
+            counts: Some(total),
+            intervals: index + 1,
+            records_skipped: skipped,
+        };
+        let _ = self.out.send(Ok(event(run_event::Event::Done(done)))).await;
+    }
+
+    fn take(&self, cur: &mut Interval, t: &RequestTimeline, skipped: &mut u64) {
+        cur.bundle.record(t);
+        count_outcome(&mut cur.counts, t, self.goodput.met_by(t));
+        if self.record_every > 0 && t.id.is_multiple_of(u64::from(self.record_every)) {
+            cur.records.push(self.record(t));
+        } else {
+            *skipped += 1;
+        }
+    }
+
+    fn record(&self, t: &RequestTimeline) -> RequestRecord {
+        let offset = |i: Instant| micros(i.saturating_duration_since(self.start));
+        RequestRecord {
+            id: t.id,
+            intended_offset_us: offset(t.intended),
+            sent_offset_us: offset(t.sent),
+            ttft_us: t.ttft().map_or(0, micros),
+            e2e_us: t.e2e().map_or(0, micros),
+            input_tokens: t.input_tokens,
+            server_input_tokens: t.server_input_tokens.unwrap_or(0),
+            output_tokens: t.output_tokens(),
+            content_chunks: t.content_chunks(),
+            error_class: t.error.map(|e| e.as_str().to_string()).unwrap_or_default(),
+            http_status: t.http_status.map_or(0, u32::from),
+            error_detail: t.error_detail.clone().unwrap_or_default(),
+            finish_reason: t.finish_reason.clone().unwrap_or_default(),
+        }
+    }
+
+    /// Sends the interval `[index * interval, end)` and resets it.
+    async fn flush(
+        &self,
+        cur: &mut Interval,
+        total: &mut Counts,
+        index: u32,
+        end: Instant,
+    ) -> Result<(), ()> {
+        cur.counts.sent = self.counters.sent.swap(0, Ordering::Relaxed);
+        cur.counts.dropped = self.counters.dropped.swap(0, Ordering::Relaxed);
+        *total += &cur.counts;
+        let histograms = match cur.bundle.encode() {
+            Ok(h) => h,
+            Err(e) => {
+                let _ = self.out.send(Err(Status::internal(e.to_string()))).await;
+                return Err(());
+            }
+        };
+        let mut samples = Vec::new();
+        if let Some(rx) = &mut cur.samples {
+            while let Ok(sample) = rx.try_recv() {
+                samples.push(sample);
+            }
+        }
+        let report = IntervalReport {
+            index,
+            start_offset_us: micros(self.interval) * u64::from(index),
+            end_offset_us: micros(end.saturating_duration_since(self.start)),
+            counts: Some(std::mem::take(&mut cur.counts)),
+            histograms: Some(histograms),
+            in_flight: u32::try_from(self.counters.in_flight.load(Ordering::Relaxed))
+                .unwrap_or(u32::MAX),
+            recorder_overflow: self.counters.overflow.swap(0, Ordering::Relaxed),
+            samples,
+        };
+        cur.bundle.reset();
+        self.out
+            .send(Ok(event(run_event::Event::Interval(report))))
+            .await
+            .map_err(|_| ())?;
+        while !cur.records.is_empty() {
+            let n = cur.records.len().min(RECORD_BATCH);
+            let batch = RecordBatch {
+                records: cur.records.drain(..n).collect(),
+            };
+            self.out
+                .send(Ok(event(run_event::Event::Records(batch))))
+                .await
+                .map_err(|_| ())?;
+        }
+        Ok(())
+    }
+}
+
+fn event(e: run_event::Event) -> RunEvent {
+    RunEvent { event: Some(e) }
+}

@@ -1,0 +1,210 @@
+//! The agent's gRPC service: Hello, Run and Stop. Status codes are chosen here, in one place.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use stampede_common::handshake::{PROTOCOL_VERSION, STAMPEDE_VERSION};
+use stampede_common::proto::agent_server::Agent;
+use stampede_common::proto::{
+    HelloReply, HelloRequest, RunEvent, SetRateReply, SetRateRequest, StageShare, StopReply,
+    StopRequest,
+};
+use stampede_common::units::wall_clock_us;
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::client::http_pool;
+use crate::monitor_only::prepare_monitor_only;
+use crate::samplers::MonitorEnv;
+use crate::share::{ShareStops, prepare};
+
+/// Events buffered per share between the recorder and the gRPC stream.
+const EVENT_BUFFER: usize = 1024;
+
+/// Who this agent is, as Hello reports it.
+#[derive(Debug, Clone)]
+pub struct AgentIdentity {
+    pub id: String,
+    pub host: String,
+    pub cores: u32,
+}
+
+impl AgentIdentity {
+    /// This process on this host, named `id` or after the host and process id.
+    pub fn detect(id: Option<String>) -> Self {
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .or_else(|| {
+                std::fs::read_to_string("/etc/hostname")
+                    .ok()
+                    .map(|h| h.trim().to_string())
+            })
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".to_string());
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+        let id = id.unwrap_or_else(|| format!("{host}-{}", std::process::id()));
+        AgentIdentity { id, host, cores }
+    }
+}
+
+/// Running shares' stop signals by run id, each share with its own number.
+type RunningShares = HashMap<String, Vec<(u64, ShareStops)>>;
+
+/// The Agent service.
+#[derive(Clone)]
+pub struct AgentService {
+    identity: AgentIdentity,
+    /// Running shares by run id. Touched only by Run and Stop, never on the request path.
+    runs: Arc<Mutex<RunningShares>>,
+    next_share: Arc<AtomicU64>,
+    /// Connection pools by connect timeout, reused across steps so connections stay warm.
+    pools: Arc<Mutex<HashMap<u64, reqwest::Client>>>,
+    /// What the samplers share: NVML, loaded once.
+    monitor: MonitorEnv,
+}
+
+impl AgentService {
+    /// A service for `identity`, with this host's GPUs looked up through NVML.
+    pub fn new(identity: AgentIdentity) -> Self {
+        Self::with_monitor(identity, MonitorEnv::detect())
+    }
+
+    /// A service whose samplers use `monitor`.
+    pub fn with_monitor(identity: AgentIdentity, monitor: MonitorEnv) -> Self {
+        AgentService {
+            identity,
+            runs: Arc::default(),
+            pools: Arc::default(),
+            next_share: Arc::default(),
+            monitor,
+        }
+    }
+
+    fn pool(&self, connect_timeout_us: u64) -> Result<reqwest::Client, Status> {
+        let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = pools.get(&connect_timeout_us) {
+            return Ok(c.clone());
+        }
+        let timeout = if connect_timeout_us == 0 {
+            Duration::from_secs(10)
+        } else {
+            Duration::from_micros(connect_timeout_us)
+        };
+        let client = http_pool(timeout).map_err(|e| Status::internal(e.to_string()))?;
+        pools.insert(connect_timeout_us, client.clone());
+        Ok(client)
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<RunEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Agent for AgentService {
+    async fn hello(&self, request: Request<HelloRequest>) -> Result<Response<HelloReply>, Status> {
+        let req = request.into_inner();
+        if req.protocol_version != PROTOCOL_VERSION {
+            return Err(Status::failed_precondition(format!(
+                "protocol mismatch: controller {} speaks protocol {}, agent {} speaks protocol {}",
+                req.controller_version, req.protocol_version, STAMPEDE_VERSION, PROTOCOL_VERSION
+            )));
+        }
+        Ok(Response::new(HelloReply {
+            protocol_version: PROTOCOL_VERSION,
+            agent_version: STAMPEDE_VERSION.to_string(),
+            agent_id: self.identity.id.clone(),
+            host: self.identity.host.clone(),
+            cores: self.identity.cores,
+            gpus: self
+                .monitor
+                .gpus
+                .as_ref()
+                .map(|g| g.inventory().to_vec())
+                .unwrap_or_default(),
+            clock_unix_us: wall_clock_us(),
+            gpu_unavailable: self.monitor.gpu_unavailable.clone().unwrap_or_default(),
+        }))
+    }
+
+    type RunStream = EventStream;
+
+    async fn run(&self, request: Request<StageShare>) -> Result<Response<Self::RunStream>, Status> {
+        let share = request.into_inner();
+        let (tx, rx) = mpsc::channel(EVENT_BUFFER);
+        let (stops, running): (ShareStops, Pin<Box<dyn Future<Output = ()> + Send>>) =
+            if share.monitor_only {
+                let prepared = prepare_monitor_only(&share, tx, &self.monitor)?;
+                (prepared.stops(), Box::pin(prepared.run()))
+            } else {
+                let pool = self.pool(share.target.as_ref().map_or(0, |t| t.connect_timeout_us))?;
+                let prepared = prepare(&share, pool, tx, &self.monitor)?;
+                (prepared.stops(), Box::pin(prepared.run()))
+            };
+        let share_id = self.next_share.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(run = %share.run_id, stage = %share.stage_name, "share starting");
+        {
+            let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
+            runs.entry(share.run_id.clone())
+                .or_default()
+                .push((share_id, stops));
+        }
+        let runs = Arc::clone(&self.runs);
+        let run_id = share.run_id.clone();
+        tokio::spawn(async move {
+            running.await;
+            let mut runs = runs.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(list) = runs.get_mut(&run_id) {
+                list.retain(|(id, _)| *id != share_id);
+                if list.is_empty() {
+                    runs.remove(&run_id);
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn set_rate(
+        &self,
+        request: Request<SetRateRequest>,
+    ) -> Result<Response<SetRateReply>, Status> {
+        let req = request.into_inner();
+        if !(req.scale.is_finite() && req.scale > 0.0 && req.scale <= 1000.0) {
+            return Err(Status::invalid_argument(format!(
+                "rate scale must be above 0 and at most 1000, got {}",
+                req.scale
+            )));
+        }
+        let adjusted = {
+            let runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
+            let list = runs.get(&req.run_id).cloned().unwrap_or_default();
+            for (_, s) in &list {
+                s.rate_scale.send_replace(req.scale);
+            }
+            list.len()
+        };
+        tracing::info!(run = %req.run_id, scale = req.scale, shares = adjusted, "rate changed");
+        Ok(Response::new(SetRateReply {
+            shares_adjusted: u32::try_from(adjusted).unwrap_or(u32::MAX),
+        }))
+    }
+
+    async fn stop(&self, request: Request<StopRequest>) -> Result<Response<StopReply>, Status> {
+        let run_id = request.into_inner().run_id;
+        let stopped = {
+            let runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
+            let list = runs.get(&run_id).cloned().unwrap_or_default();
+            for (_, s) in &list {
+                s.stop();
+            }
+            list.len()
+        };
+        tracing::info!(run = %run_id, shares = stopped, "stop requested");
+        Ok(Response::new(StopReply {
+            shares_stopped: u32::try_from(stopped).unwrap_or(u32::MAX),
+        }))
+    }
+}

@@ -1,0 +1,23 @@
+//! What Stampede's processes share: the plan, the measurement definitions and the wire contract.
+//!
+//! - [`plan`]: the test plan's schema, its parsing with file/line/field errors, and its expansion
+//!   into the steps that agents run.
+//! - [`units`]: durations and percentages as written in plans and flags.
+//! - [`timeline`]: one request's instants and the metrics derived from them (DESIGN.md's table).
+//! - [`metrics`]: the histogram bundle (record, merge, V2 encode) and counters that add up.
+//! - [`schedule`]: arrival processes as pure functions of a seed and an index.
+//! - [`server_metrics`]: servers' Prometheus series mapped to common names.
+//! - [`proto`]: the generated gRPC code for `proto/stampede.proto`.
+//! - [`handshake`]: protocol version and the line a child process prints when it listens.
+
+pub mod handshake;
+pub mod metrics;
+pub mod plan;
+pub mod probe;
+pub mod proto;
+pub mod schedule;
+pub mod server_metrics;
+pub mod stage;
+pub mod timeline;
+pub mod trace;
+pub mod units;

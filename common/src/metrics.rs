@@ -1,0 +1,452 @@
+//! Mergeable measurements: a bundle of HdrHistograms (one per latency metric) and counters.
+//!
+//! Every histogram uses one layout (1 us .. 1 h, 3 significant digits), so merges take
+//! hdrhistogram's fast path and never fail for range. Percentiles over several agents or
+//! intervals come from merged histograms, never from averaged percentiles.
+
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
+use serde::{Deserialize, Serialize};
+
+use crate::proto;
+use crate::timeline::{ErrorClass, RequestTimeline};
+use crate::units::micros;
+
+/// Smallest value a histogram tracks, in microseconds.
+pub const LOWEST_US: u64 = 1;
+/// Largest value a histogram tracks, in microseconds (one hour); larger values are clamped.
+pub const HIGHEST_US: u64 = 3_600_000_000;
+/// Significant decimal digits kept.
+pub const SIGNIFICANT_DIGITS: u8 = 3;
+
+/// A failure to decode or merge histograms from a peer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MetricsError {
+    #[error("histogram {metric} could not be decoded: {detail}")]
+    Decode {
+        metric: &'static str,
+        detail: String,
+    },
+    #[error("histogram {metric} could not be encoded: {detail}")]
+    Encode {
+        metric: &'static str,
+        detail: String,
+    },
+    #[error("histogram {metric} could not be merged: {detail}")]
+    Merge {
+        metric: &'static str,
+        detail: String,
+    },
+}
+
+/// An empty histogram of the one layout used everywhere.
+pub fn new_histogram() -> Histogram<u64> {
+    // The bounds are constants that hdrhistogram accepts; this cannot fail.
+    Histogram::new_with_bounds(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
+        .expect("constant histogram bounds are valid")
+}
+
+fn clamp_us(d: Duration) -> u64 {
+    micros(d).clamp(LOWEST_US, HIGHEST_US)
+}
+
+/// The latency metrics of DESIGN.md, one histogram each, values in microseconds.
+#[derive(Debug, Clone)]
+pub struct HistogramBundle {
+    pub ttft: Histogram<u64>,
+    pub ttft_corrected: Histogram<u64>,
+    pub chunk_gap: Histogram<u64>,
+    pub itl: Histogram<u64>,
+    pub tpot: Histogram<u64>,
+    pub e2e: Histogram<u64>,
+    pub schedule_lag: Histogram<u64>,
+}
+
+/// The metric names, in the order of [`HistogramBundle::each`].
+pub const METRIC_NAMES: [&str; 7] = [
+    "ttft",
+    "ttft_corrected",
+    "chunk_gap",
+    "itl",
+    "tpot",
+    "e2e",
+    "schedule_lag",
+];
+
+impl Default for HistogramBundle {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HistogramBundle {
+    /// An empty bundle.
+    pub fn new() -> Self {
+        HistogramBundle {
+            ttft: new_histogram(),
+            ttft_corrected: new_histogram(),
+            chunk_gap: new_histogram(),
+            itl: new_histogram(),
+            tpot: new_histogram(),
+            e2e: new_histogram(),
+            schedule_lag: new_histogram(),
+        }
+    }
+
+    /// The histograms with their names, in [`METRIC_NAMES`] order.
+    pub fn each(&self) -> [(&'static str, &Histogram<u64>); 7] {
+        [
+            ("ttft", &self.ttft),
+            ("ttft_corrected", &self.ttft_corrected),
+            ("chunk_gap", &self.chunk_gap),
+            ("itl", &self.itl),
+            ("tpot", &self.tpot),
+            ("e2e", &self.e2e),
+            ("schedule_lag", &self.schedule_lag),
+        ]
+    }
+
+    fn each_mut(&mut self) -> [(&'static str, &mut Histogram<u64>); 7] {
+        [
+            ("ttft", &mut self.ttft),
+            ("ttft_corrected", &mut self.ttft_corrected),
+            ("chunk_gap", &mut self.chunk_gap),
+            ("itl", &mut self.itl),
+            ("tpot", &mut self.tpot),
+            ("e2e", &mut self.e2e),
+            ("schedule_lag", &mut self.schedule_lag),
+        ]
+    }
+
+    /// Records what a finished request measured. Latencies of failed requests are not recorded
+    /// (they would mix error paths into service latency); their schedule lag is, since it is
+    /// the client's health whatever the outcome.
+    pub fn record(&mut self, t: &RequestTimeline) {
+        // Values are clamped into range first, so `record` cannot fail.
+        self.schedule_lag
+            .saturating_record(clamp_us(t.schedule_lag()));
+        if !t.succeeded() {
+            return;
+        }
+        if let Some(v) = t.ttft() {
+            self.ttft.saturating_record(clamp_us(v));
+        }
+        if let Some(v) = t.ttft_corrected() {
+            self.ttft_corrected.saturating_record(clamp_us(v));
+        }
+        for gap in t.chunk_gaps() {
+            self.chunk_gap.saturating_record(clamp_us(gap));
+        }
+        for (per_token, tokens) in t.itl() {
+            let _ = self.itl.record_n(clamp_us(per_token), u64::from(tokens));
+        }
+        if let Some(v) = t.tpot() {
+            self.tpot.saturating_record(clamp_us(v));
+        }
+        if let Some(v) = t.e2e() {
+            self.e2e.saturating_record(clamp_us(v));
+        }
+    }
+
+    /// Adds another bundle's samples to this one.
+    ///
+    /// # Errors
+    /// Only if `other` has values beyond this layout, which a peer with another layout could send.
+    pub fn merge(&mut self, other: &HistogramBundle) -> Result<(), MetricsError> {
+        for ((metric, mine), (_, theirs)) in self.each_mut().into_iter().zip(other.each()) {
+            mine.add(theirs).map_err(|e| MetricsError::Merge {
+                metric,
+                detail: format!("{e:?}"),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Empties every histogram, keeping the allocation.
+    pub fn reset(&mut self) {
+        for (_, h) in self.each_mut() {
+            h.reset();
+        }
+    }
+
+    /// Encodes every histogram in the V2 format.
+    ///
+    /// # Errors
+    /// When serialization fails (it does not for this layout, but it is a library call).
+    pub fn encode(&self) -> Result<proto::Histograms, MetricsError> {
+        let mut ser = V2Serializer::new();
+        let mut enc = |metric: &'static str, h: &Histogram<u64>| {
+            let mut buf = Vec::new();
+            ser.serialize(h, &mut buf)
+                .map_err(|e| MetricsError::Encode {
+                    metric,
+                    detail: format!("{e:?}"),
+                })?;
+            Ok::<_, MetricsError>(buf)
+        };
+        Ok(proto::Histograms {
+            ttft_us: enc("ttft", &self.ttft)?,
+            ttft_corrected_us: enc("ttft_corrected", &self.ttft_corrected)?,
+            chunk_gap_us: enc("chunk_gap", &self.chunk_gap)?,
+            itl_us: enc("itl", &self.itl)?,
+            tpot_us: enc("tpot", &self.tpot)?,
+            e2e_us: enc("e2e", &self.e2e)?,
+            schedule_lag_us: enc("schedule_lag", &self.schedule_lag)?,
+        })
+    }
+
+    /// Decodes a peer's histograms; an empty field is an empty histogram.
+    ///
+    /// # Errors
+    /// When a field is not a valid V2 histogram or does not fit this layout.
+    pub fn decode(p: &proto::Histograms) -> Result<Self, MetricsError> {
+        let mut de = Deserializer::new();
+        let mut dec =
+            |metric: &'static str, bytes: &[u8]| -> Result<Histogram<u64>, MetricsError> {
+                let mut out = new_histogram();
+                if bytes.is_empty() {
+                    return Ok(out);
+                }
+                let h: Histogram<u64> =
+                    de.deserialize(&mut &bytes[..])
+                        .map_err(|e| MetricsError::Decode {
+                            metric,
+                            detail: format!("{e:?}"),
+                        })?;
+                out.add(&h).map_err(|e| MetricsError::Decode {
+                    metric,
+                    detail: format!("{e:?}"),
+                })?;
+                Ok(out)
+            };
+        Ok(HistogramBundle {
+            ttft: dec("ttft", &p.ttft_us)?,
+            ttft_corrected: dec("ttft_corrected", &p.ttft_corrected_us)?,
+            chunk_gap: dec("chunk_gap", &p.chunk_gap_us)?,
+            itl: dec("itl", &p.itl_us)?,
+            tpot: dec("tpot", &p.tpot_us)?,
+            e2e: dec("e2e", &p.e2e_us)?,
+            schedule_lag: dec("schedule_lag", &p.schedule_lag_us)?,
+        })
+    }
+}
+
+/// A latency distribution summarised in milliseconds, as summary.json reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct LatencySummary {
+    pub count: u64,
+    pub mean: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+}
+
+impl LatencySummary {
+    /// Summarises a histogram of microseconds; all zeros when it is empty.
+    pub fn of(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return LatencySummary::default();
+        }
+        let ms = |us: u64| us as f64 / 1000.0;
+        LatencySummary {
+            count: h.len(),
+            mean: h.mean() / 1000.0,
+            p50: ms(h.value_at_quantile(0.50)),
+            p90: ms(h.value_at_quantile(0.90)),
+            p95: ms(h.value_at_quantile(0.95)),
+            p99: ms(h.value_at_quantile(0.99)),
+            p999: ms(h.value_at_quantile(0.999)),
+            max: ms(h.max()),
+        }
+    }
+
+    /// A statistic by name (`mean`, `p50`, `p90`, `p95`, `p99`, `p999`, `max`).
+    pub fn get(&self, stat: &str) -> Option<f64> {
+        Some(match stat {
+            "mean" => self.mean,
+            "p50" => self.p50,
+            "p90" => self.p90,
+            "p95" => self.p95,
+            "p99" => self.p99,
+            "p999" => self.p999,
+            "max" => self.max,
+            _ => return None,
+        })
+    }
+}
+
+/// Adds a finished request to interval counters. `sent` is counted apart, when it is sent.
+pub fn count_outcome(c: &mut proto::Counts, t: &RequestTimeline, good: bool) {
+    c.input_tokens += u64::from(t.input_tokens);
+    if let Some(server) = t.server_input_tokens {
+        c.server_input_tokens += u64::from(server);
+        c.server_input_requests += 1;
+    }
+    c.content_chunks += u64::from(t.content_chunks());
+    match t.error {
+        None => {
+            c.completed += 1;
+            c.output_tokens += u64::from(t.output_tokens());
+            if good {
+                c.good += 1;
+            }
+        }
+        Some(ErrorClass::Cancelled) => {
+            c.cancelled += 1;
+            *c.errors
+                .entry(ErrorClass::Cancelled.as_str().to_string())
+                .or_default() += 1;
+        }
+        Some(class) => {
+            c.failed += 1;
+            if class.is_timeout() {
+                c.timeouts += 1;
+            }
+            if class.is_abnormal() {
+                c.abnormal += 1;
+            }
+            *c.errors.entry(class.as_str().to_string()).or_default() += 1;
+        }
+    }
+}
+
+impl std::ops::AddAssign<&proto::Counts> for proto::Counts {
+    fn add_assign(&mut self, o: &proto::Counts) {
+        self.sent += o.sent;
+        self.completed += o.completed;
+        self.failed += o.failed;
+        self.timeouts += o.timeouts;
+        self.abnormal += o.abnormal;
+        self.dropped += o.dropped;
+        self.cancelled += o.cancelled;
+        self.good += o.good;
+        self.input_tokens += o.input_tokens;
+        self.output_tokens += o.output_tokens;
+        self.server_input_tokens += o.server_input_tokens;
+        self.server_input_requests += o.server_input_requests;
+        self.content_chunks += o.content_chunks;
+        for (class, n) in &o.errors {
+            *self.errors.entry(class.clone()).or_default() += n;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::timeline::ChunkArrival;
+    use tokio::time::Instant;
+
+    fn request(ttft_ms: u64, gap_ms: u64, tokens: u32) -> RequestTimeline {
+        let t0 = Instant::now();
+        let mut t = RequestTimeline::new(0, t0, t0, 10);
+        for i in 0..u64::from(tokens) {
+            t.chunks.push(ChunkArrival {
+                at: t0 + Duration::from_millis(ttft_ms + i * gap_ms),
+                tokens: 1,
+            });
+        }
+        t.finished = t.chunks.last().map(|c| c.at);
+        t
+    }
+
+    #[test]
+    fn merged_bundles_equal_one_bundle_of_all_samples() {
+        let (mut a, mut b, mut all) = (
+            HistogramBundle::new(),
+            HistogramBundle::new(),
+            HistogramBundle::new(),
+        );
+        for i in 0..200u64 {
+            let r = request(20 + i, 5 + i % 7, 4);
+            if i % 3 == 0 { &mut a } else { &mut b }.record(&r);
+            all.record(&r);
+        }
+        a.merge(&b).unwrap();
+        for ((name, merged), (_, single)) in a.each().into_iter().zip(all.each()) {
+            assert_eq!(merged.len(), single.len(), "{name}");
+            assert_eq!(
+                LatencySummary::of(merged),
+                LatencySummary::of(single),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn encode_decode_round_trips() {
+        let mut b = HistogramBundle::new();
+        for i in 1..50 {
+            b.record(&request(i * 3, 2, 3));
+        }
+        let decoded = HistogramBundle::decode(&b.encode().unwrap()).unwrap();
+        assert_eq!(
+            LatencySummary::of(&decoded.ttft),
+            LatencySummary::of(&b.ttft)
+        );
+        assert_eq!(decoded.itl.len(), b.itl.len());
+        let empty = HistogramBundle::decode(&proto::Histograms::default()).unwrap();
+        assert!(empty.e2e.is_empty());
+    }
+
+    #[test]
+    fn garbage_from_a_peer_is_an_error_not_a_panic() {
+        let bad = proto::Histograms {
+            ttft_us: vec![1, 2, 3, 4, 5],
+            ..Default::default()
+        };
+        let err = HistogramBundle::decode(&bad).unwrap_err();
+        assert!(err.to_string().contains("ttft"), "{err}");
+    }
+
+    #[test]
+    fn failed_requests_count_by_class_and_keep_only_their_lag() {
+        let mut c = proto::Counts::default();
+        let mut ok = request(10, 1, 3);
+        ok.server_input_tokens = Some(12);
+        let mut broken = request(10, 1, 2);
+        broken.error = Some(ErrorClass::StreamBroken);
+        let mut slow = request(10, 1, 0);
+        slow.error = Some(ErrorClass::TimeoutFirstToken);
+        for (t, good) in [(&ok, true), (&broken, false), (&slow, false)] {
+            count_outcome(&mut c, t, good);
+        }
+        assert_eq!((c.completed, c.failed, c.timeouts, c.good), (1, 2, 1, 1));
+        assert_eq!(c.errors["stream_broken"], 1);
+        assert_eq!(c.output_tokens, 3);
+        assert_eq!((c.server_input_tokens, c.server_input_requests), (12, 1));
+
+        let mut b = HistogramBundle::new();
+        b.record(&broken);
+        assert_eq!((b.schedule_lag.len(), b.ttft.len()), (1, 0));
+
+        let mut total = proto::Counts::default();
+        total += &c;
+        total += &c;
+        assert_eq!(total.errors["stream_broken"], 2);
+        assert_eq!(total.completed, 2);
+    }
+
+    #[test]
+    fn summary_reports_milliseconds() {
+        let mut h = new_histogram();
+        for v in 1..=1000u64 {
+            h.record(v * 1000).unwrap();
+        }
+        let s = LatencySummary::of(&h);
+        assert!((s.p50 - 500.0).abs() < 1.0, "{s:?}");
+        assert!((s.p99 - 990.0).abs() < 1.0, "{s:?}");
+        assert_eq!(s.count, 1000);
+        assert_eq!(s.get("p99"), Some(s.p99));
+        assert_eq!(
+            LatencySummary::of(&new_histogram()),
+            LatencySummary::default()
+        );
+    }
+}

@@ -1,0 +1,237 @@
+//! Merging agents' interval reports: per step, interval `i` is complete once every agent has
+//! reported it or finished; its histograms are merged (never averaged) and its counters added.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use stampede_common::metrics::{HistogramBundle, MetricsError};
+use stampede_common::plan::StepPlan;
+use stampede_common::proto::{Counts, IntervalReport, ResourceSample, ShareSummary};
+
+use crate::monitor::{IntervalResources, StepResources};
+
+/// One interval of one step, merged across agents.
+#[derive(Debug, Clone)]
+pub struct MergedInterval {
+    pub step: usize,
+    pub index: u32,
+    pub start_offset: Duration,
+    pub end_offset: Duration,
+    pub counts: Counts,
+    pub bundle: HistogramBundle,
+    pub in_flight: u64,
+    pub recorder_overflow: u64,
+    /// Agents whose report is in this interval.
+    pub agents: usize,
+    /// The agents' resource samples, with the agent's index.
+    pub samples: Vec<(usize, ResourceSample)>,
+    /// What the samples add up to; set when the interval completes.
+    pub resources: IntervalResources,
+}
+
+impl MergedInterval {
+    fn new(step: usize, index: u32) -> Self {
+        MergedInterval {
+            step,
+            index,
+            start_offset: Duration::ZERO,
+            end_offset: Duration::ZERO,
+            counts: Counts::default(),
+            bundle: HistogramBundle::new(),
+            in_flight: 0,
+            recorder_overflow: 0,
+            agents: 0,
+            samples: Vec::new(),
+            resources: IntervalResources::default(),
+        }
+    }
+
+    /// Length of the interval.
+    pub fn length(&self) -> Duration {
+        self.end_offset.saturating_sub(self.start_offset)
+    }
+}
+
+/// How one agent's part of a step ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentEnd {
+    Running,
+    Done,
+    Failed(String),
+}
+
+/// Everything known about one step while and after it runs.
+#[derive(Debug)]
+pub struct StepAggregate {
+    pub index: usize,
+    pub plan: StepPlan,
+    /// Intervals still waiting for some agent.
+    pending: BTreeMap<u32, MergedInterval>,
+    /// Highest interval index each agent reported.
+    last_index: Vec<Option<u32>>,
+    pub ends: Vec<AgentEnd>,
+    /// Sum of the merged intervals.
+    pub counts: Counts,
+    pub bundle: HistogramBundle,
+    /// Each agent's own totals (from its summary), to check the merge against.
+    pub agent_totals: Vec<Option<Counts>>,
+    /// Each agent's counts as merged here.
+    pub agent_merged: Vec<Counts>,
+    pub recorder_overflow: u64,
+    /// The step's resource samples, interval by interval.
+    pub resources: StepResources,
+}
+
+impl StepAggregate {
+    pub fn new(index: usize, plan: StepPlan, agents: usize) -> Self {
+        StepAggregate {
+            index,
+            plan,
+            pending: BTreeMap::new(),
+            last_index: vec![None; agents],
+            ends: vec![AgentEnd::Running; agents],
+            counts: Counts::default(),
+            bundle: HistogramBundle::new(),
+            agent_totals: vec![None; agents],
+            agent_merged: vec![Counts::default(); agents],
+            recorder_overflow: 0,
+            resources: StepResources::default(),
+        }
+    }
+
+    /// Takes one agent's interval report; returns the intervals it completed, in order.
+    ///
+    /// # Errors
+    /// When the report's histograms cannot be decoded.
+    pub fn on_interval(
+        &mut self,
+        agent: usize,
+        report: &IntervalReport,
+    ) -> Result<Vec<MergedInterval>, MetricsError> {
+        let bundle = HistogramBundle::decode(&report.histograms.clone().unwrap_or_default())?;
+        let counts = report.counts.clone().unwrap_or_default();
+        let entry = self
+            .pending
+            .entry(report.index)
+            .or_insert_with(|| MergedInterval::new(self.index, report.index));
+        entry.bundle.merge(&bundle)?;
+        entry.counts += &counts;
+        entry.start_offset = Duration::from_micros(report.start_offset_us);
+        entry.end_offset = entry
+            .end_offset
+            .max(Duration::from_micros(report.end_offset_us));
+        entry.in_flight += u64::from(report.in_flight);
+        entry.recorder_overflow += report.recorder_overflow;
+        entry.agents += 1;
+        entry
+            .samples
+            .extend(report.samples.iter().map(|s| (agent, s.clone())));
+        self.agent_merged[agent] += &counts;
+        self.last_index[agent] =
+            Some(self.last_index[agent].map_or(report.index, |i| i.max(report.index)));
+        Ok(self.take_complete())
+    }
+
+    /// Records that an agent finished its share; returns intervals that no longer wait for it.
+    pub fn on_done(&mut self, agent: usize, summary: &ShareSummary) -> Vec<MergedInterval> {
+        self.agent_totals[agent] = summary.counts.clone();
+        self.ends[agent] = AgentEnd::Done;
+        self.take_complete()
+    }
+
+    /// Records that an agent's share failed or its stream broke.
+    pub fn on_failed(&mut self, agent: usize, why: String) -> Vec<MergedInterval> {
+        if self.ends[agent] == AgentEnd::Running {
+            self.ends[agent] = AgentEnd::Failed(why);
+        }
+        self.take_complete()
+    }
+
+    /// True when every agent has finished or failed.
+    pub fn finished(&self) -> bool {
+        self.ends.iter().all(|e| *e != AgentEnd::Running)
+    }
+
+    fn take_complete(&mut self) -> Vec<MergedInterval> {
+        let mut out = Vec::new();
+        while let Some((&index, _)) = self.pending.first_key_value() {
+            let complete =
+                self.last_index.iter().zip(&self.ends).all(|(last, end)| {
+                    *end != AgentEnd::Running || last.is_some_and(|l| l >= index)
+                });
+            if !complete {
+                break;
+            }
+            if let Some((_, mut merged)) = self.pending.pop_first() {
+                merged.resources = self.resources.interval(&merged);
+                self.counts += &merged.counts;
+                // Both bundles share one layout, so the merge cannot fail for range.
+                let _ = self.bundle.merge(&merged.bundle);
+                self.recorder_overflow += merged.recorder_overflow;
+                out.push(merged);
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stampede_common::plan::Load;
+    use stampede_common::schedule::ArrivalKind;
+
+    fn plan() -> StepPlan {
+        StepPlan {
+            stage_index: 0,
+            stage_name: "s".into(),
+            step_index: 0,
+            name: "s".into(),
+            load: Load::Open {
+                qps: 1.0,
+                arrival: ArrivalKind::Constant,
+                max_in_flight: None,
+            },
+            duration: Duration::from_secs(2),
+            input_tokens: 1,
+            output_tokens: 1,
+            kind: stampede_common::plan::StepKind::Single,
+            checks: Vec::new(),
+        }
+    }
+
+    fn report(index: u32, completed: u64) -> IntervalReport {
+        IntervalReport {
+            index,
+            end_offset_us: u64::from(index + 1) * 1_000_000,
+            counts: Some(Counts {
+                completed,
+                sent: completed,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_interval_completes_when_every_agent_reported_it() {
+        let mut agg = StepAggregate::new(0, plan(), 2);
+        assert!(agg.on_interval(0, &report(0, 3)).unwrap().is_empty());
+        assert!(agg.on_interval(0, &report(1, 4)).unwrap().is_empty());
+        let done = agg.on_interval(1, &report(0, 5)).unwrap();
+        assert_eq!(done.len(), 1);
+        assert_eq!(
+            (done[0].index, done[0].counts.completed, done[0].agents),
+            (0, 8, 2)
+        );
+        // Agent 1 finishes without an interval 1: interval 1 no longer waits for it.
+        let rest = agg.on_done(1, &ShareSummary::default());
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].counts.completed, 4);
+        assert_eq!(agg.counts.completed, 12);
+        assert!(!agg.finished());
+        agg.on_failed(0, "gone".into());
+        assert!(agg.finished());
+        assert_eq!(agg.agent_merged[0].completed, 7);
+    }
+}

@@ -1,0 +1,303 @@
+//! Stampede's controller: runs a test plan across agents and reports what it measured.
+//!
+//! - [`runner`]: runs a plan: target, agents, steps on a common clock, merging, results.
+//! - [`pool`]: agents: started locally or dialled, handshake, clock offsets.
+//! - [`children`]: child processes tied to the controller's life (agents, the simulator).
+//! - [`target`]: the embedded simulator and the pre-flight check of the target.
+//! - [`aggregate`]: merging interval reports across agents.
+//! - [`monitor`]: what agents sample, monitor-only agents, resources.csv and the saturation
+//!   guard.
+//! - [`summary`]: summary.json, the `stampede.summary/v1` contract.
+//! - [`analysis`]: findings drawn from the summaries, and from the results folder's files.
+//! - [`results`]: the results folder, written as the run goes, and read back.
+//! - [`report`]: report.html and report.md, built from a results folder.
+//! - [`compare`]: two runs compared, metric by metric, against their noise.
+//! - [`live`]: the plain live view.
+//! - [`wallclock`]: UTC timestamps for metadata.
+
+pub mod aggregate;
+pub mod analysis;
+pub mod children;
+pub mod compare;
+pub mod control;
+pub mod live;
+pub mod monitor;
+pub mod pool;
+pub mod report;
+pub mod results;
+pub mod runner;
+pub mod summary;
+pub mod target;
+pub mod wallclock;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::report::i18n::Lang;
+use crate::runner::{RunOptions, exit};
+
+/// `controller`: runs Stampede test plans.
+#[derive(Debug, Parser)]
+#[command(
+    name = "controller",
+    version,
+    about = "Stampede: load and performance tests for LLM inference services"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a test plan.
+    Run(RunArgs),
+    /// Rebuild report.html and report.md from a results folder's files.
+    Report(ReportArgs),
+    /// Compare two results folders; exit 2 on a regression past the threshold.
+    Compare(CompareArgs),
+    /// Change the rate of a running controller's current step (it was started with
+    /// --control-listen).
+    SetQps(SetQpsArgs),
+}
+
+/// Arguments of `controller set-qps`.
+#[derive(Debug, clap::Args)]
+pub struct SetQpsArgs {
+    /// The running controller's --control-listen address.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub control: String,
+    /// A rate in requests/s, `+` or `-` (ten percent), or `xF` for F times the planned rate.
+    #[arg(allow_hyphen_values = true)]
+    pub value: String,
+}
+
+/// Arguments of `controller report`.
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// The results folder.
+    pub dir: PathBuf,
+    /// Language of the report's labels and findings.
+    #[arg(long, value_enum, default_value_t = Lang::En)]
+    pub lang: Lang,
+}
+
+/// Arguments of `controller compare`.
+#[derive(Debug, clap::Args)]
+pub struct CompareArgs {
+    /// The baseline results folder.
+    pub a: PathBuf,
+    /// The results folder compared with it.
+    pub b: PathBuf,
+    /// A change for the worse beyond noise of at least this many percent is a regression
+    /// (for error rates, a tenth of it in percentage points).
+    #[arg(long, default_value_t = 10.0, value_name = "PCT")]
+    pub threshold: f64,
+    /// Where to write the comparison: .json for JSON, else Markdown (default: B/compare-A.md).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Language of the labels.
+    #[arg(long, value_enum, default_value_t = Lang::En)]
+    pub lang: Lang,
+}
+
+/// Arguments of `controller run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The plan file (TOML).
+    pub plan: PathBuf,
+    /// Number of local agents to start (ignored when --agent is given).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub agents: u16,
+    /// An agent to use instead of local ones, as HOST:PORT; repeat for several.
+    #[arg(long = "agent", value_name = "HOST:PORT")]
+    pub agent: Vec<String>,
+    /// Plain output: one line per interval, for logs and CI.
+    #[arg(long)]
+    pub plain: bool,
+    /// Folder under which the run's results folder is created.
+    #[arg(long, default_value = "results")]
+    pub out: PathBuf,
+    /// Serve the Controller service here, for `controller set-qps` (for example 127.0.0.1:7071).
+    #[arg(long, value_name = "ADDR")]
+    pub control_listen: Option<std::net::SocketAddr>,
+    /// Multiply every stage duration by this (0.01 runs a 24-hour soak in about 15 minutes).
+    #[arg(long, default_value_t = 1.0, value_parser = parse_time_scale)]
+    pub time_scale: f64,
+    /// Language of report.html and report.md.
+    #[arg(long, value_enum, default_value_t = Lang::En)]
+    pub lang: Lang,
+}
+
+fn parse_time_scale(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 1000.0 => Ok(v),
+        _ => Err(format!(
+            "expected a factor above 0 and at most 1000, such as 0.05; got {s:?}"
+        )),
+    }
+}
+
+/// Entry point of the `controller` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("controller: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::ERROR);
+        }
+    };
+    let code = runtime.block_on(async {
+        match cli.command {
+            Command::Run(args) => run_command(args).await,
+            Command::Report(args) => report_command(&args),
+            Command::Compare(args) => compare_command(args),
+            Command::SetQps(args) => set_qps_command(args).await,
+        }
+    });
+    ExitCode::from(code)
+}
+
+async fn set_qps_command(args: SetQpsArgs) -> u8 {
+    use stampede_common::proto::controller_client::ControllerClient;
+    use stampede_common::proto::{RateChange, rate_change::Change};
+    let change = match args.value.as_str() {
+        "+" => Change::Multiply(control::NUDGE),
+        "-" => Change::Multiply(1.0 / control::NUDGE),
+        v => match v
+            .strip_prefix('x')
+            .map(str::parse::<f64>)
+            .unwrap_or_else(|| v.parse::<f64>())
+        {
+            Ok(n) if n.is_finite() && n > 0.0 && v.starts_with('x') => Change::Scale(n),
+            Ok(n) if n.is_finite() && n > 0.0 => Change::Qps(n),
+            _ => {
+                eprintln!("error: expected a rate such as 50, + or -, or x1.5; got {v:?}");
+                return exit::ERROR;
+            }
+        },
+    };
+    let url = format!("http://{}", args.control);
+    let mut client = match ControllerClient::connect(url.clone()).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!(
+                "error: cannot reach the controller at {}: {e}",
+                args.control
+            );
+            return exit::ERROR;
+        }
+    };
+    match client
+        .set_rate(RateChange {
+            change: Some(change),
+        })
+        .await
+    {
+        Ok(r) => {
+            let r = r.into_inner();
+            println!(
+                "{}: {:.2}x the plan, {:.2} requests/s",
+                r.step, r.scale, r.qps
+            );
+            exit::PASS
+        }
+        Err(status) => {
+            eprintln!("error: rate not changed: {}", status.message());
+            exit::ERROR
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn run_command(args: RunArgs) -> u8 {
+    let interrupt = CancellationToken::new();
+    let abort = CancellationToken::new();
+    tokio::spawn(watch_signals(interrupt.clone(), abort.clone()));
+    let opts = RunOptions {
+        plan: args.plan,
+        agents: usize::from(args.agents),
+        agent_addrs: args.agent,
+        plain: args.plain,
+        out: args.out,
+        time_scale: args.time_scale,
+        lang: args.lang,
+        control_listen: args.control_listen,
+    };
+    let mut stdout = std::io::stdout();
+    match runner::run(opts, interrupt, abort, &mut stdout).await {
+        Ok(outcome) => outcome.exit_code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            exit::ERROR
+        }
+    }
+}
+
+fn report_command(args: &ReportArgs) -> u8 {
+    match report::rebuild(&args.dir, args.lang) {
+        Ok(written) => {
+            println!("report: {}", written.html.display());
+            println!("report: {}", written.markdown.display());
+            exit::PASS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            exit::ERROR
+        }
+    }
+}
+
+/// Exit codes: 0 no regression, 2 a regression past the threshold, 1 bad input.
+fn compare_command(args: CompareArgs) -> u8 {
+    if !(args.threshold.is_finite() && args.threshold >= 0.0) {
+        eprintln!(
+            "error: --threshold must be a percentage of 0 or more, got {}",
+            args.threshold
+        );
+        return exit::ERROR;
+    }
+    let opts = compare::CompareOptions {
+        a: args.a,
+        b: args.b,
+        threshold_pct: args.threshold,
+        out: args.out,
+        lang: args.lang,
+    };
+    match compare::run(&opts, &mut std::io::stdout()) {
+        Ok(false) => exit::PASS,
+        Ok(true) => exit::SLO_FAILED,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            exit::ERROR
+        }
+    }
+}
+
+/// The first SIGINT or SIGTERM stops the run gracefully; a second one finishes the files now.
+async fn watch_signals(interrupt: CancellationToken, abort: CancellationToken) {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    for token in [interrupt, abort] {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            Some(()) = async { match term.as_mut() { Some(t) => t.recv().await, None => std::future::pending().await } } => {}
+        }
+        token.cancel();
+    }
+}

@@ -1,0 +1,578 @@
+//! summary.json: the `stampede.summary/v1` contract of DESIGN.md, computed from merged
+//! histograms and counters.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use stampede_common::metrics::{HistogramBundle, LatencySummary};
+use stampede_common::plan::StepKind;
+use stampede_common::plan::{Bound, Load, SloCheck};
+use stampede_common::probe::ProbeResult;
+use stampede_common::proto::Counts;
+
+use crate::pool::ClockEstimate;
+
+/// The schema name written at the top of summary.json.
+pub const SCHEMA: &str = "stampede.summary/v1";
+
+/// Above this gap between the workload's and the server's prompt token counts, the plan's
+/// lengths are not what the server saw (DESIGN.md).
+pub const INPUT_GAP_WARN: f64 = 0.02;
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct RequestCounts {
+    pub sent: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub timeouts: u64,
+    pub abnormal: u64,
+    pub dropped: u64,
+    pub cancelled: u64,
+    pub good: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct TokenStats {
+    pub input_total: u64,
+    pub output_total: u64,
+    pub output_per_s: f64,
+    pub total_per_s: f64,
+    /// Prompt tokens the server reported (`usage.prompt_tokens`), over the requests that had it.
+    pub server_input_total: u64,
+    /// (server - workload) / workload prompt tokens, over requests with a server count.
+    pub input_gap_ratio: Option<f64>,
+    /// Output tokens per content chunk; above 1 when tokens arrive coalesced.
+    pub tokens_per_chunk: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct Rates {
+    pub error_rate: f64,
+    pub timeout_rate: f64,
+    pub abnormal_rate: f64,
+    pub drop_rate: f64,
+    pub goodput_ratio: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckResult {
+    pub name: String,
+    pub limit: f64,
+    pub bound: Bound,
+    pub value: Option<f64>,
+    pub pass: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct SloVerdict {
+    pub pass: bool,
+    pub checks: Vec<CheckResult>,
+}
+
+/// What the samplers saw during a step: means and maxima per resource, each GPU, and the
+/// client-saturation guard's count. Built by [`crate::monitor::StepResources`].
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct Resources {
+    /// Mean CPU of the load agents' hosts, percent of all their cores.
+    pub cpu_pct: Option<f64>,
+    /// Mean memory used on the load agents' hosts, percent.
+    pub mem_pct: Option<f64>,
+    /// Each GPU (NVML) of each agent: `agent`, `index`, `name`, and mean and max of
+    /// `util_pct`, `mem_used_bytes`, `power_w`, `temperature_c`, `sm_clock_mhz`.
+    pub gpus: Vec<serde_json::Value>,
+    /// Samples taken during the step, over every agent.
+    #[serde(default)]
+    pub samples: u64,
+    /// Intervals with a sample from a load agent.
+    #[serde(default)]
+    pub sampled_intervals: u32,
+    /// Intervals marked client-bound: a load agent's CPU above the limit, or the schedule lag
+    /// p99 above its limit.
+    #[serde(default)]
+    pub client_bound_intervals: u32,
+    /// Of those, the intervals marked for CPU.
+    #[serde(default)]
+    pub client_cpu_bound_intervals: u32,
+    /// The guard's limits, from the plan's `[monitor]`.
+    #[serde(default)]
+    pub client_cpu_limit_pct: Option<f64>,
+    #[serde(default)]
+    pub client_lag_limit_ms: Option<f64>,
+    /// Failed scrapes of the server's metrics, and metrics lines skipped as malformed.
+    #[serde(default)]
+    pub scrape_failures: u64,
+    #[serde(default)]
+    pub malformed_lines: u64,
+    /// What the samplers said once: an endpoint unreachable, a process that exited.
+    #[serde(default)]
+    pub notes: Vec<String>,
+    /// Every other resource by its resources.csv column name (`host_cpu_pct`,
+    /// `client_cpu_pct`, `target_cpu_pct`, `server_requests_running`, ...): mean and max.
+    #[serde(flatten)]
+    pub stats: BTreeMap<String, MeanMax>,
+}
+
+/// Mean and maximum of a resource over a step's samples.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct MeanMax {
+    pub mean: f64,
+    pub max: f64,
+}
+
+/// Share of a step's sampled intervals that must be CPU-bound before the step is: one busy
+/// second in a long step is noise, a tenth of them is a client that cannot keep up.
+pub const CLIENT_CPU_BOUND_SHARE: f64 = 0.1;
+
+impl Resources {
+    /// True when a load agent's CPU passed the limit in at least a tenth of the step's sampled
+    /// intervals (and at least one).
+    pub fn client_cpu_bound(&self) -> bool {
+        self.client_cpu_bound_intervals > 0
+            && f64::from(self.client_cpu_bound_intervals)
+                >= CLIENT_CPU_BOUND_SHARE * f64::from(self.sampled_intervals)
+    }
+}
+
+/// One agent's part of a step.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgentShare {
+    pub agent: String,
+    pub offered_qps: Option<f64>,
+    pub concurrency: Option<u32>,
+    pub sent: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub cancelled: u64,
+    /// The agent's own totals from its final summary, to check the merge against.
+    pub reported: Option<ReportedCounts>,
+    /// How the share ended: `done`, or the reason it failed.
+    pub end: String,
+}
+
+/// An agent's own count of its share.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReportedCounts {
+    pub sent: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub cancelled: u64,
+}
+
+impl From<&Counts> for ReportedCounts {
+    fn from(c: &Counts) -> Self {
+        ReportedCounts {
+            sent: c.sent,
+            completed: c.completed,
+            failed: c.failed,
+            cancelled: c.cancelled,
+        }
+    }
+}
+
+/// One step (or the whole run) as summary.json reports it; read back by `controller report`
+/// and `controller compare`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StageSummary {
+    pub name: String,
+    /// The plan stage this step belongs to.
+    pub stage: String,
+    /// `open` (a rate), `closed` (a concurrency), or `mixed` (the overall line).
+    #[serde(deserialize_with = "known_mode")]
+    pub mode: StaticStr,
+    pub offered_qps: Option<f64>,
+    pub concurrency: Option<u32>,
+    /// Requests sent per second.
+    pub achieved_qps: f64,
+    /// Requests completed per second.
+    pub throughput_rps: f64,
+    pub duration_s: f64,
+    pub requests: RequestCounts,
+    pub errors: BTreeMap<String, u64>,
+    pub ttft_ms: LatencySummary,
+    pub ttft_corrected_ms: LatencySummary,
+    pub chunk_gap_ms: LatencySummary,
+    pub itl_ms: LatencySummary,
+    pub tpot_ms: LatencySummary,
+    pub e2e_ms: LatencySummary,
+    pub schedule_lag_ms: LatencySummary,
+    pub tokens: TokenStats,
+    pub goodput_qps: f64,
+    pub rates: Rates,
+    pub slo: SloVerdict,
+    #[serde(default)]
+    pub resources: Resources,
+    #[serde(default)]
+    pub agents: Vec<AgentShare>,
+    /// What the step is for: `single`, `step`, `sweep`, `soak`, `spike_burst`, `search`, ...
+    #[serde(default)]
+    pub kind: StepKind,
+    /// Warm-up steps are kept out of the overall statistics, the verdicts and the findings.
+    #[serde(default)]
+    pub warmup: bool,
+    /// The prompt and output lengths the step asked for.
+    #[serde(default)]
+    pub input_tokens_planned: u32,
+    #[serde(default)]
+    pub output_tokens_planned: u32,
+}
+
+/// A `&'static str` by another name: serde borrows fields it sees written as `&str`, which
+/// would tie a `StageSummary` read back to its input; under an alias it calls `known_mode`.
+pub type StaticStr = &'static str;
+
+/// Reads `mode` back as one of the names this version writes, so the field stays `&'static str`.
+fn known_mode<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+    const MODES: [&str; 3] = ["open", "closed", "mixed"];
+    let s = String::deserialize(d)?;
+    MODES
+        .into_iter()
+        .find(|m| *m == s)
+        .ok_or_else(|| serde::de::Error::unknown_variant(&s, &MODES))
+}
+
+impl StageSummary {
+    /// Summarises merged measurements over `duration`.
+    pub fn compute(
+        name: &str,
+        stage: &str,
+        load: Option<&Load>,
+        duration: Duration,
+        counts: &Counts,
+        bundle: &HistogramBundle,
+        checks: &[SloCheck],
+    ) -> StageSummary {
+        let secs = duration.as_secs_f64().max(1e-9);
+        let per_s = |n: u64| n as f64 / secs;
+        let ratio = |n: u64, d: u64| if d == 0 { 0.0 } else { n as f64 / d as f64 };
+        let attempted = counts.sent;
+        let (mode, offered_qps, concurrency) = match load {
+            Some(l @ (Load::Open { .. } | Load::Trace { .. })) => {
+                ("open", l.offered_qps(duration), None)
+            }
+            Some(Load::Closed { concurrency, .. }) => ("closed", None, Some(*concurrency)),
+            None => ("mixed", None, None),
+        };
+        let input_gap_ratio =
+            (counts.server_input_requests > 0 && counts.input_tokens > 0).then(|| {
+                // Only requests with a server count are compared; they are all requests here when
+                // the server reports usage, which is when this is computed.
+                (counts.server_input_tokens as f64 - counts.input_tokens as f64)
+                    / counts.input_tokens as f64
+            });
+        let mut s = StageSummary {
+            name: name.to_string(),
+            stage: stage.to_string(),
+            mode,
+            offered_qps,
+            concurrency,
+            achieved_qps: per_s(counts.sent),
+            throughput_rps: per_s(counts.completed),
+            duration_s: duration.as_secs_f64(),
+            requests: RequestCounts {
+                sent: counts.sent,
+                completed: counts.completed,
+                failed: counts.failed,
+                timeouts: counts.timeouts,
+                abnormal: counts.abnormal,
+                dropped: counts.dropped,
+                cancelled: counts.cancelled,
+                good: counts.good,
+            },
+            errors: counts.errors.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            ttft_ms: LatencySummary::of(&bundle.ttft),
+            ttft_corrected_ms: LatencySummary::of(&bundle.ttft_corrected),
+            chunk_gap_ms: LatencySummary::of(&bundle.chunk_gap),
+            itl_ms: LatencySummary::of(&bundle.itl),
+            tpot_ms: LatencySummary::of(&bundle.tpot),
+            e2e_ms: LatencySummary::of(&bundle.e2e),
+            schedule_lag_ms: LatencySummary::of(&bundle.schedule_lag),
+            tokens: TokenStats {
+                input_total: counts.input_tokens,
+                output_total: counts.output_tokens,
+                output_per_s: per_s(counts.output_tokens),
+                total_per_s: per_s(counts.input_tokens + counts.output_tokens),
+                server_input_total: counts.server_input_tokens,
+                input_gap_ratio,
+                tokens_per_chunk: (counts.content_chunks > 0)
+                    .then(|| ratio(counts.output_tokens, counts.content_chunks)),
+            },
+            goodput_qps: per_s(counts.good),
+            rates: Rates {
+                error_rate: ratio(counts.failed, attempted),
+                timeout_rate: ratio(counts.timeouts, attempted),
+                abnormal_rate: ratio(counts.abnormal, attempted),
+                drop_rate: ratio(counts.dropped, attempted + counts.dropped),
+                goodput_ratio: ratio(counts.good, counts.completed),
+            },
+            slo: SloVerdict::default(),
+            resources: Resources::default(),
+            agents: Vec::new(),
+            kind: StepKind::default(),
+            warmup: false,
+            input_tokens_planned: 0,
+            output_tokens_planned: 0,
+        };
+        s.slo = evaluate(&s, checks);
+        s
+    }
+
+    /// A metric by its SLO name: `<metric>_<stat>` in ms, or a rate.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        match name {
+            "error_rate" => return Some(self.rates.error_rate),
+            "timeout_rate" => return Some(self.rates.timeout_rate),
+            "abnormal_rate" => return Some(self.rates.abnormal_rate),
+            "drop_rate" => return Some(self.rates.drop_rate),
+            "goodput_ratio" => return Some(self.rates.goodput_ratio),
+            _ => {}
+        }
+        let (metric, stat) = name.rsplit_once('_')?;
+        let summary = match metric {
+            "ttft" => &self.ttft_ms,
+            "ttft_corrected" => &self.ttft_corrected_ms,
+            "chunk_gap" => &self.chunk_gap_ms,
+            "itl" => &self.itl_ms,
+            "tpot" => &self.tpot_ms,
+            "e2e" => &self.e2e_ms,
+            "schedule_lag" => &self.schedule_lag_ms,
+            _ => return None,
+        };
+        if summary.count == 0 {
+            return None;
+        }
+        summary.get(stat)
+    }
+}
+
+/// Checks every threshold against a summary. A latency with no samples fails its check: a
+/// stage where nothing completed has not shown that it meets the objective.
+pub fn evaluate(s: &StageSummary, checks: &[SloCheck]) -> SloVerdict {
+    let results: Vec<CheckResult> = checks
+        .iter()
+        .map(|c| {
+            let value = s.metric(&c.name);
+            let pass = value.is_some_and(|v| match c.bound {
+                Bound::AtMost => v <= c.limit,
+                Bound::AtLeast => v >= c.limit,
+            });
+            CheckResult {
+                name: c.name.clone(),
+                limit: c.limit,
+                bound: c.bound,
+                value,
+                pass,
+            }
+        })
+        .collect();
+    SloVerdict {
+        pass: results.iter().all(|r| r.pass),
+        checks: results,
+    }
+}
+
+/// An agent as summary.json describes it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentInfo {
+    pub id: String,
+    pub addr: String,
+    pub host: String,
+    pub cores: u32,
+    pub version: String,
+    pub local: bool,
+    pub clock: ClockEstimate,
+    /// A monitor-only agent: it sampled its host and sent no request.
+    #[serde(default)]
+    pub monitor_only: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TargetInfo {
+    pub base_url: String,
+    pub api: String,
+    pub model: String,
+    pub stream: bool,
+    /// True when the built-in simulator was started for this run.
+    pub simulator: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    /// `info`, `warning` or `critical`.
+    pub severity: &'static str,
+    pub code: &'static str,
+    pub message: String,
+    /// What to change, naming the knob and the numbers that triggered the finding.
+    pub suggestion: Option<String>,
+    pub evidence: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Analysis {
+    /// The highest offered rate of an open-loop step that passed every SLO check.
+    pub max_qps_within_slo: Option<f64>,
+    pub findings: Vec<Finding>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Manifest {
+    pub stampede_version: &'static str,
+    pub protocol_version: u32,
+    /// FNV-1a 64 of the plan file's bytes, to tell whether two runs used the same plan.
+    pub plan_hash: String,
+    pub plan_file: String,
+    /// The server's answer to GET /models.
+    pub models: serde_json::Value,
+    pub gpus: Vec<serde_json::Value>,
+    pub clock_offsets_us: BTreeMap<String, i64>,
+    pub tokenizer: &'static str,
+}
+
+/// The whole summary.json.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub schema: &'static str,
+    pub plan: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    /// `running`, `completed`, `interrupted` or `failed`.
+    pub status: &'static str,
+    pub target: TargetInfo,
+    pub agents: Vec<AgentInfo>,
+    pub stages: Vec<StageSummary>,
+    pub overall: Option<StageSummary>,
+    pub slo_pass: bool,
+    pub analysis: Analysis,
+    /// What the capacity searches and limit tests found.
+    #[serde(default)]
+    pub probes: Vec<ProbeResult>,
+    /// Rate changes made while the run went (`+`, `-`, `qps N` or `controller set-qps`).
+    #[serde(default)]
+    pub rate_changes: Vec<RateChangeRecord>,
+    pub manifest: Manifest,
+}
+
+/// A rate change made while a step ran: from then on the step offered `qps`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RateChangeRecord {
+    /// Seconds since the run's first step started.
+    pub elapsed_s: f64,
+    pub step: String,
+    /// Factor on the step's planned rate.
+    pub scale: f64,
+    pub qps: f64,
+}
+
+/// FNV-1a, 64 bits: a stable fingerprint without a hashing dependency.
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stampede_common::metrics::new_histogram;
+
+    fn bundle_with_e2e(values_ms: &[u64]) -> HistogramBundle {
+        let mut b = HistogramBundle::new();
+        b.e2e = new_histogram();
+        for v in values_ms {
+            b.e2e.record(v * 1000).unwrap();
+        }
+        b
+    }
+
+    #[test]
+    fn rates_and_throughput_follow_the_counts() {
+        let counts = Counts {
+            sent: 100,
+            completed: 90,
+            failed: 10,
+            timeouts: 4,
+            good: 45,
+            output_tokens: 900,
+            input_tokens: 1000,
+            dropped: 25,
+            ..Default::default()
+        };
+        let s = StageSummary::compute(
+            "a",
+            "a",
+            None,
+            Duration::from_secs(10),
+            &counts,
+            &HistogramBundle::new(),
+            &[],
+        );
+        assert_eq!(
+            (s.achieved_qps, s.throughput_rps, s.goodput_qps),
+            (10.0, 9.0, 4.5)
+        );
+        assert_eq!((s.rates.error_rate, s.rates.timeout_rate), (0.1, 0.04));
+        assert_eq!(s.rates.drop_rate, 0.2);
+        assert_eq!(s.rates.goodput_ratio, 0.5);
+        assert_eq!((s.tokens.output_per_s, s.tokens.total_per_s), (90.0, 190.0));
+    }
+
+    #[test]
+    fn slo_checks_pass_and_fail_on_their_bounds() {
+        let counts = Counts {
+            sent: 10,
+            completed: 10,
+            ..Default::default()
+        };
+        let checks = vec![
+            SloCheck {
+                name: "e2e_p99".into(),
+                limit: 1500.0,
+                bound: Bound::AtMost,
+            },
+            SloCheck {
+                name: "error_rate".into(),
+                limit: 0.01,
+                bound: Bound::AtMost,
+            },
+        ];
+        let fast = StageSummary::compute(
+            "a",
+            "a",
+            None,
+            Duration::from_secs(1),
+            &counts,
+            &bundle_with_e2e(&[100, 200, 1400]),
+            &checks,
+        );
+        assert!(fast.slo.pass, "{:?}", fast.slo);
+        let slow = StageSummary::compute(
+            "a",
+            "a",
+            None,
+            Duration::from_secs(1),
+            &counts,
+            &bundle_with_e2e(&[100, 2000]),
+            &checks,
+        );
+        assert!(!slow.slo.pass);
+        assert!(!slow.slo.checks[0].pass && slow.slo.checks[1].pass);
+        // No samples: the latency check cannot pass.
+        let empty = StageSummary::compute(
+            "a",
+            "a",
+            None,
+            Duration::from_secs(1),
+            &counts,
+            &HistogramBundle::new(),
+            &checks,
+        );
+        assert_eq!(empty.slo.checks[0].value, None);
+        assert!(!empty.slo.pass);
+    }
+
+    #[test]
+    fn fnv_is_stable() {
+        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
+}

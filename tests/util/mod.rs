@@ -1,0 +1,175 @@
+//! Helpers for end-to-end tests: start the real binaries, kill them on drop, read results.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn controller_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_controller")
+}
+
+pub fn sim_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_sim")
+}
+
+pub fn agent_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_agent")
+}
+
+/// A child process killed when dropped.
+pub struct Guard(pub Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts a binary with `--listen 127.0.0.1:0` and returns it with the address it printed.
+pub fn start_listening(bin: &str, args: &[&str]) -> (Guard, SocketAddr) {
+    let mut child = Command::new(bin)
+        .args(args)
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read the listening line");
+    let addr = stampede_common::handshake::parse_listening_line(&line)
+        .unwrap_or_else(|| panic!("{bin} printed {line:?} instead of its address"));
+    (Guard(child), addr)
+}
+
+/// A temporary folder holding a plan and the results of running it.
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    pub fn new() -> Self {
+        Workspace {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn write_plan(&self, text: &str) -> PathBuf {
+        let path = self.dir.path().join("plan.toml");
+        std::fs::write(&path, text).expect("write plan");
+        path
+    }
+
+    pub fn out(&self) -> PathBuf {
+        self.dir.path().join("results")
+    }
+
+    /// Runs `controller run PLAN --plain --out OUT ARGS...` to its end.
+    pub fn run(&self, plan: &Path, args: &[&str]) -> Output {
+        Command::new(controller_bin())
+            .arg("run")
+            .arg(plan)
+            .arg("--plain")
+            .arg("--out")
+            .arg(self.out())
+            .args(args)
+            .output()
+            .expect("run the controller")
+    }
+
+    /// The one results folder the run created.
+    pub fn results_dir(&self) -> PathBuf {
+        let mut dirs: Vec<_> = std::fs::read_dir(self.out())
+            .expect("results folder exists")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        assert_eq!(dirs.len(), 1, "expected one results folder, found {dirs:?}");
+        dirs.remove(0)
+    }
+
+    pub fn summary(&self) -> serde_json::Value {
+        let text =
+            std::fs::read_to_string(self.results_dir().join("summary.json")).expect("summary.json");
+        serde_json::from_str(&text).expect("summary.json parses")
+    }
+}
+
+/// Text of an output's stdout and stderr, for assertion messages.
+pub fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Reads a CSV file into rows of (header -> value).
+pub fn read_csv(path: &Path) -> Vec<std::collections::HashMap<String, String>> {
+    let mut r = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let headers = r.headers().expect("headers").clone();
+    r.records()
+        .map(|rec| {
+            let rec = rec.expect("row");
+            headers
+                .iter()
+                .zip(rec.iter())
+                .map(|(h, v)| (h.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect()
+}
+
+/// Process ids whose parent is `pid`.
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // Fields after the command name (which may hold spaces) start after the last ')'.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        let ppid = rest
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            out.push(child);
+        }
+    }
+    out
+}
+
+/// True while a process exists and is not a zombie.
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit_once(')')
+            .is_some_and(|(_, r)| r.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Waits until `f` holds or `limit` passes.
+pub fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}
