@@ -127,6 +127,8 @@ fn spike_runs_base_burst_base() {
     let (code, s, _ws) = run_example("spike", "0.1");
     assert_exit(code, &s, &[0, 2]);
     assert_eq!(kinds(&s), vec!["spike_base", "spike_burst", "spike_after"]);
+    // After the burst, the time latency took to settle is measured against the base step.
+    assert!(stages(&s)[2]["recovery"].is_object(), "{}", stages(&s)[2]);
     assert_eq!(f(&stages(&s)[1]["offered_qps"]), 32.0);
 }
 
@@ -139,6 +141,14 @@ fn recovery_counts_the_outage_and_comes_back() {
     let completed = st["requests"]["completed"].as_u64().unwrap();
     assert!(failed > 0, "the outage caused failures: {st}");
     assert!(completed > failed, "most requests succeeded: {st}");
+    // The 10 s outage at 20 s, scaled by 0.4: failures for about 4 s, then recovered.
+    let rec = &st["recovery"];
+    assert_eq!(rec["recovered"], true, "{rec}");
+    let ttr = f(&rec["time_to_recover_s"]);
+    assert!((2.0..=7.0).contains(&ttr), "time to recover {ttr}: {rec}");
+    let from = f(&rec["failing_from_s"]);
+    assert!((6.0..=10.0).contains(&from), "outage from {from}: {rec}");
+    assert!(f(&rec["availability"]) < 1.0);
     // The last intervals are clean again: the service recovered.
     let rows = read_csv(&ws.results_dir().join("timeseries.csv"));
     let tail = &rows[rows.len().saturating_sub(3)..rows.len() - 1];
@@ -183,4 +193,50 @@ fn ramp_and_bursty_arrivals_run() {
     // 1 -> 30 requests/s over 12 s: the integral is 186 arrivals.
     let sent = stages(&s)[0]["requests"]["sent"].as_u64().unwrap();
     assert!((180..=190).contains(&sent), "{sent}");
+}
+
+#[test]
+fn mixed_load_reports_each_class_and_all_together() {
+    let (code, s, _ws) = run_example("mixed", "0.25");
+    assert_exit(code, &s, &[0, 2]);
+    assert_eq!(s["manifest"]["tokenizer"], "cl100k_base");
+    for st in stages(&s).iter().chain(std::iter::once(&s["overall"])) {
+        let classes = st["classes"].as_array().expect("classes per step");
+        let names: Vec<&str> = classes
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, vec!["chat", "summary"]);
+        let sum = |field: &str| -> u64 {
+            classes
+                .iter()
+                .map(|c| c["requests"][field].as_u64().unwrap())
+                .sum()
+        };
+        // The classes add up to the step.
+        for field in ["sent", "completed", "failed"] {
+            assert_eq!(
+                sum(field),
+                st["requests"][field].as_u64().unwrap(),
+                "{field}"
+            );
+        }
+        let sent = |i: usize| classes[i]["requests"]["sent"].as_u64().unwrap() as f64;
+        let chat_share = sent(0) / (sent(0) + sent(1)).max(1.0);
+        assert!((0.45..=0.95).contains(&chat_share), "{chat_share}");
+        // Each class has its own lengths: summaries are long, chat turns short.
+        let per_request = |i: usize| {
+            f(&classes[i]["tokens"]["input_total"]) / f(&classes[i]["requests"]["sent"]).max(1.0)
+        };
+        assert!(
+            (150.0..=400.0).contains(&per_request(0)),
+            "{}",
+            per_request(0)
+        );
+        assert!(
+            (2000.0..=4096.0).contains(&per_request(1)),
+            "{}",
+            per_request(1)
+        );
+    }
 }

@@ -367,3 +367,46 @@ fn rows_if_any(path: &std::path::Path) -> usize {
         0
     }
 }
+
+#[test]
+fn each_timeout_kind_is_classified() {
+    // (simulator fault, target timeouts, the class every request must end in)
+    let cases = [
+        (
+            "slow_first_token:rate=1,delay=3s",
+            "first_token_timeout = \"500ms\"",
+            "timeout_first_token",
+        ),
+        (
+            "stall:rate=1,after_tokens=2,stall=3s",
+            "idle_timeout = \"500ms\"",
+            "timeout_idle",
+        ),
+        (
+            "stall:rate=1,after_tokens=2,stall=3s",
+            "timeout = \"1s\"",
+            "timeout_total",
+        ),
+    ];
+    for (fault, timeouts, class) in cases {
+        let (_sim, addr) = start_listening(
+            sim_bin(),
+            &["--ttft", "20ms", "--itl", "10ms", "--fault", fault],
+        );
+        let ws = Workspace::new();
+        let path = ws.write_plan(&format!(
+            "name = \"timeouts\"\ngrace = \"5s\"\n[target]\nbase_url = \"http://{addr}/v1\"\n{timeouts}\n[workload]\ninput_tokens = 8\noutput_tokens = 10\n[[stage]]\nname = \"s\"\narrival = \"constant\"\nqps = 4\nduration = \"1s\"\n"
+        ));
+        let out = ws.run(&path, &[]);
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "every request failed: {}",
+            text(&out)
+        );
+        let st = &ws.summary()["stages"][0];
+        assert_eq!(u(&st["requests"]["sent"]), 4, "{st}");
+        assert_eq!(u(&st["errors"][class]), 4, "{class}: {st}");
+        assert_eq!(u(&st["requests"]["timeouts"]), 4);
+    }
+}

@@ -7,7 +7,8 @@
 //! - [`recorder`]: owns the histograms and counters, reports each interval.
 //! - [`samplers`]: GPU (NVML), host, processes and server metrics, on a thread of their own.
 //! - [`monitor_only`]: shares that only sample, for an agent on the model server's host.
-//! - [`workload`]: request bodies, built ahead of their send time.
+//! - [`workload`]: request bodies, built ahead of their send time: tokenizers, exact-length
+//!   prompts, templates, datasets, request classes, multi-turn sessions.
 
 pub mod client;
 pub mod monitor_only;
@@ -85,6 +86,9 @@ fn init_tracing() {
         .try_init();
 }
 
+/// Largest message the agent accepts (a workload with its dataset rows).
+pub const MAX_MESSAGE: usize = 512 << 20;
+
 /// Binds, prints `listening on ADDR`, and serves until SIGINT, SIGTERM or (with
 /// `--stop-on-stdin-eof`) the end of standard input.
 ///
@@ -102,6 +106,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         writeln!(out, "{LISTENING_PREFIX}{addr}").context("cannot write to stdout")?;
         out.flush().context("cannot write to stdout")?;
     }
+    workload::warm_up();
     let service = AgentService::new(AgentIdentity::detect(args.id));
     serve(listener, service, shutdown_signal(args.stop_on_stdin_eof)).await
 }
@@ -121,7 +126,8 @@ pub async fn serve(
         .http2_keepalive_interval(Some(Duration::from_secs(1)))
         .http2_keepalive_timeout(Some(Duration::from_secs(3)))
         .tcp_nodelay(true)
-        .add_service(AgentServer::new(service))
+        // A workload's datasets and tokenizer.json travel in LoadWorkload: past tonic's 4 MB.
+        .add_service(AgentServer::new(service).max_decoding_message_size(MAX_MESSAGE))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await
         .context("the gRPC server failed")

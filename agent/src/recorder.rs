@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use stampede_common::metrics::{HistogramBundle, count_outcome};
 use stampede_common::proto::{
-    Counts, IntervalReport, RecordBatch, RequestRecord, ResourceSample, RunEvent, ShareSummary,
-    run_event,
+    ClassReport, Counts, IntervalReport, RecordBatch, RequestRecord, ResourceSample, RunEvent,
+    ShareSummary, run_event,
 };
 use stampede_common::timeline::RequestTimeline;
 use stampede_common::units::micros;
@@ -28,6 +28,52 @@ pub struct ShareCounters {
     pub in_flight: AtomicU64,
     /// Finished requests the recorder's queue could not take.
     pub overflow: AtomicU64,
+    /// Each request class of a workload of several: reported apart as well as in the total.
+    pub classes: Vec<ClassCounters>,
+}
+
+/// Requests of one class sent and dropped since the last report.
+#[derive(Debug, Default)]
+pub struct ClassCounters {
+    pub name: String,
+    pub sent: AtomicU64,
+    pub dropped: AtomicU64,
+}
+
+impl ShareCounters {
+    /// Counters for a workload of `classes` (none kept apart when there is one class).
+    pub fn with_classes(classes: &[String]) -> Self {
+        ShareCounters {
+            classes: if classes.len() > 1 {
+                classes
+                    .iter()
+                    .map(|name| ClassCounters {
+                        name: name.clone(),
+                        ..Default::default()
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            ..Default::default()
+        }
+    }
+
+    /// Counts a request of `class` sent.
+    pub fn count_sent(&self, class: u32) {
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        if let Some(c) = self.classes.get(class as usize) {
+            c.sent.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts a request of `class` dropped.
+    pub fn count_dropped(&self, class: u32) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        if let Some(c) = self.classes.get(class as usize) {
+            c.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Per-request limits for goodput.
@@ -80,6 +126,8 @@ struct Interval {
     records: Vec<RequestRecord>,
     /// Where the monitor thread's samples wait for the next report.
     samples: Option<mpsc::Receiver<ResourceSample>>,
+    /// Each class's part, when the workload has several.
+    classes: Vec<(HistogramBundle, Counts)>,
 }
 
 impl Recorder {
@@ -91,6 +139,12 @@ impl Recorder {
             counts: Counts::default(),
             records: Vec::new(),
             samples: self.samples.take(),
+            classes: self
+                .counters
+                .classes
+                .iter()
+                .map(|_| (HistogramBundle::new(), Counts::default()))
+                .collect(),
         };
         let mut total = Counts::default();
         let mut skipped = 0u64;
@@ -130,7 +184,12 @@ impl Recorder {
 
     fn take(&self, cur: &mut Interval, t: &RequestTimeline, skipped: &mut u64) {
         cur.bundle.record(t);
-        count_outcome(&mut cur.counts, t, self.goodput.met_by(t));
+        let good = self.goodput.met_by(t);
+        count_outcome(&mut cur.counts, t, good);
+        if let Some((bundle, counts)) = cur.classes.get_mut(t.class as usize) {
+            bundle.record(t);
+            count_outcome(counts, t, good);
+        }
         if self.record_every > 0 && t.id.is_multiple_of(u64::from(self.record_every)) {
             cur.records.push(self.record(t));
         } else {
@@ -181,6 +240,30 @@ impl Recorder {
                 samples.push(sample);
             }
         }
+        let mut classes = Vec::with_capacity(cur.classes.len());
+        for (i, ((bundle, counts), c)) in cur
+            .classes
+            .iter_mut()
+            .zip(&self.counters.classes)
+            .enumerate()
+        {
+            counts.sent = c.sent.swap(0, Ordering::Relaxed);
+            counts.dropped = c.dropped.swap(0, Ordering::Relaxed);
+            let histograms = match bundle.encode() {
+                Ok(h) => h,
+                Err(e) => {
+                    let _ = self.out.send(Err(Status::internal(e.to_string()))).await;
+                    return Err(());
+                }
+            };
+            bundle.reset();
+            classes.push(ClassReport {
+                index: u32::try_from(i).unwrap_or(u32::MAX),
+                name: c.name.clone(),
+                counts: Some(std::mem::take(counts)),
+                histograms: Some(histograms),
+            });
+        }
         let report = IntervalReport {
             index,
             start_offset_us: micros(self.interval) * u64::from(index),
@@ -191,6 +274,7 @@ impl Recorder {
                 .unwrap_or(u32::MAX),
             recorder_overflow: self.counters.overflow.swap(0, Ordering::Relaxed),
             samples,
+            classes,
         };
         cur.bundle.reset();
         self.out

@@ -15,9 +15,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{OpenAiClient, PreparedRequest};
+use crate::client::OpenAiClient;
 use crate::recorder::ShareCounters;
-use crate::workload::RequestBuilder;
+use crate::workload::{RequestBuilder, Turn};
 use stampede_common::timeline::RequestTimeline;
 
 /// What the drivers of one share need.
@@ -63,9 +63,12 @@ pub async fn open_loop(
     let mut schedule = scaled_schedule(&cfg, scale, cfg.phase, 0);
     let mut id = 0u64;
     let mut req = ctx.builder.build(id);
+    // A scale of 0 pauses: no arrival is due until the scale is set again, when the schedule
+    // restarts from that instant.
+    let mut paused = false;
     while let Some(offset) = schedule.next() {
         let intended = origin + offset;
-        if intended >= ctx.stop_at {
+        if intended >= ctx.stop_at && !paused {
             break;
         }
         tokio::select! {
@@ -76,14 +79,18 @@ pub async fn open_loop(
                     continue;
                 }
                 let new_scale = *rate.borrow_and_update();
-                if new_scale.is_finite() && new_scale > 0.0 && new_scale != scale {
+                if new_scale == 0.0 {
+                    paused = true;
+                } else if new_scale.is_finite() && new_scale > 0.0 && (new_scale != scale || paused) {
+                    paused = false;
                     scale = new_scale;
                     origin = Instant::now();
                     schedule = scaled_schedule(&cfg, scale, Duration::ZERO, id);
                 }
                 continue;
             }
-            () = sleep_until(intended) => {}
+            () = sleep_until(ctx.stop_at), if paused => break,
+            () = sleep_until(intended), if !paused => {}
         }
         dispatch(&ctx, req, intended, cfg.max_in_flight, &rec);
         id += 1;
@@ -146,21 +153,22 @@ async fn wait_until_due(ctx: &ShareContext, intended: Instant) -> bool {
     }
 }
 
-/// Sends a due request on its own task, or counts it dropped when the in-flight cap is reached.
+/// Sends a due request (and the rest of its session) on its own task, or counts it dropped
+/// when the in-flight cap is reached.
 fn dispatch(
     ctx: &Arc<ShareContext>,
-    req: PreparedRequest,
+    req: Turn,
     intended: Instant,
     max_in_flight: u32,
     rec: &mpsc::Sender<RequestTimeline>,
 ) {
     let in_flight = ctx.counters.in_flight.load(Ordering::Relaxed);
     if max_in_flight > 0 && in_flight >= u64::from(max_in_flight) {
-        ctx.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        ctx.counters.count_dropped(req.req.class);
         return;
     }
     ctx.counters.in_flight.fetch_add(1, Ordering::Relaxed);
-    ctx.counters.sent.fetch_add(1, Ordering::Relaxed);
+    ctx.counters.count_sent(req.req.class);
     tokio::spawn(send_one(Arc::clone(ctx), req, intended, rec.clone()));
 }
 
@@ -179,17 +187,25 @@ pub async fn closed_loop(
         users.push(tokio::spawn(async move {
             // Users start spread over the first 10 ms so their first requests do not collide.
             let stagger = Duration::from_micros(10_000 * user / u64::from(concurrency.max(1)));
+            let mut next = ctx
+                .builder
+                .build(ctx.next_id.fetch_add(1, Ordering::Relaxed));
             sleep_until(ctx.start + stagger).await;
             loop {
-                let id = ctx.next_id.fetch_add(1, Ordering::Relaxed);
-                let req = ctx.builder.build(id);
+                let req = next;
                 let now = Instant::now();
                 if now >= ctx.stop_at || ctx.soft_stop.is_cancelled() {
                     break;
                 }
                 ctx.counters.in_flight.fetch_add(1, Ordering::Relaxed);
-                ctx.counters.sent.fetch_add(1, Ordering::Relaxed);
-                send_one(Arc::clone(&ctx), req, now, rec.clone()).await;
+                ctx.counters.count_sent(req.req.class);
+                let sending = tokio::spawn(send_one(Arc::clone(&ctx), req, now, rec.clone()));
+                // The user's next request is built while this one is in flight, so building
+                // never delays a send.
+                next = ctx
+                    .builder
+                    .build(ctx.next_id.fetch_add(1, Ordering::Relaxed));
+                let _ = sending.await;
                 if !think_time.is_zero() {
                     tokio::select! {
                         () = ctx.soft_stop.cancelled() => break,
@@ -204,15 +220,42 @@ pub async fn closed_loop(
     }
 }
 
+/// Sends a request and, when it opens a multi-turn session, the session's later turns: each
+/// after the answer to the one before and the class's think time, built during that pause.
+/// A later turn's intended time is when its think time ends. A failed turn ends its session.
 async fn send_one(
     ctx: Arc<ShareContext>,
-    req: PreparedRequest,
+    turn: Turn,
     intended: Instant,
     rec: mpsc::Sender<RequestTimeline>,
 ) {
-    let t = ctx.client.execute(&req, intended, &ctx.hard_stop).await;
-    ctx.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
-    if rec.try_send(t).is_err() {
-        ctx.counters.overflow.fetch_add(1, Ordering::Relaxed);
+    let Turn {
+        mut req,
+        mut session,
+    } = turn;
+    let mut intended = intended;
+    loop {
+        let mut t = ctx.client.execute(&req, intended, &ctx.hard_stop).await;
+        ctx.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let answer = t.response_text.take();
+        let succeeded = t.succeeded();
+        if rec.try_send(t).is_err() {
+            ctx.counters.overflow.fetch_add(1, Ordering::Relaxed);
+        }
+        let Some(s) = session.as_mut() else { break };
+        if !succeeded {
+            break;
+        }
+        let due = Instant::now() + s.think_time();
+        let Some(next) = ctx.builder.next_turn(s, &answer.unwrap_or_default()) else {
+            break;
+        };
+        if due >= ctx.stop_at || !wait_until_due(&ctx, due).await {
+            break;
+        }
+        ctx.counters.in_flight.fetch_add(1, Ordering::Relaxed);
+        ctx.counters.count_sent(next.class);
+        intended = due;
+        req = next;
     }
 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 use stampede_common::handshake::{PROTOCOL_VERSION, STAMPEDE_VERSION};
 use stampede_common::proto::agent_server::Agent;
 use stampede_common::proto::{
-    HelloReply, HelloRequest, RunEvent, SetRateReply, SetRateRequest, StageShare, StopReply,
-    StopRequest,
+    HelloReply, HelloRequest, LoadWorkloadReply, LoadWorkloadRequest, RunEvent, SetRateReply,
+    SetRateRequest, StageShare, StopReply, StopRequest,
 };
 use stampede_common::units::wall_clock_us;
 use tokio::sync::mpsc;
@@ -172,9 +172,10 @@ impl Agent for AgentService {
         request: Request<SetRateRequest>,
     ) -> Result<Response<SetRateReply>, Status> {
         let req = request.into_inner();
-        if !(req.scale.is_finite() && req.scale > 0.0 && req.scale <= 1000.0) {
+        // 0 pauses: nothing is sent until the scale is set again.
+        if !(req.scale.is_finite() && req.scale >= 0.0 && req.scale <= 1000.0) {
             return Err(Status::invalid_argument(format!(
-                "rate scale must be above 0 and at most 1000, got {}",
+                "rate scale must be 0 (pause) or above, at most 1000, got {}",
                 req.scale
             )));
         }
@@ -192,6 +193,24 @@ impl Agent for AgentService {
         }))
     }
 
+    async fn load_workload(
+        &self,
+        request: Request<LoadWorkloadRequest>,
+    ) -> Result<Response<LoadWorkloadReply>, Status> {
+        let json = request.into_inner().spec_json;
+        // Loading a tokenizer and counting a dataset take a while: off the runtime's threads.
+        let engine = tokio::task::spawn_blocking(move || crate::workload::load(&json))
+            .await
+            .map_err(|e| Status::internal(format!("building the workload failed: {e}")))?
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        tracing::info!(workload = %engine.id(), tokenizer = %engine.tokenizer_name(), "workload loaded");
+        Ok(Response::new(LoadWorkloadReply {
+            workload_id: engine.id().to_string(),
+            tokenizer: engine.tokenizer_name().to_string(),
+            classes: engine.class_names(),
+        }))
+    }
+
     async fn stop(&self, request: Request<StopRequest>) -> Result<Response<StopReply>, Status> {
         let run_id = request.into_inner().run_id;
         let stopped = {
@@ -206,5 +225,66 @@ impl Agent for AgentService {
         Ok(Response::new(StopReply {
             shares_stopped: u32::try_from(stopped).unwrap_or(u32::MAX),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service() -> AgentService {
+        AgentService::new(AgentIdentity {
+            id: "t".into(),
+            host: "h".into(),
+            cores: 1,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_protocol_mismatch_names_both_versions() {
+        let err = service()
+            .hello(Request::new(HelloRequest {
+                protocol_version: PROTOCOL_VERSION + 1,
+                controller_version: "9.9.9".into(),
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+        let msg = err.message();
+        assert!(
+            msg.contains("9.9.9") && msg.contains(STAMPEDE_VERSION),
+            "{msg}"
+        );
+        assert!(
+            msg.contains(&format!("protocol {}", PROTOCOL_VERSION + 1))
+                && msg.contains(&format!("protocol {PROTOCOL_VERSION}")),
+            "{msg}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_matching_handshake_answers_with_a_clock_reading() {
+        let reply = service()
+            .hello(Request::new(HelloRequest {
+                protocol_version: PROTOCOL_VERSION,
+                controller_version: STAMPEDE_VERSION.into(),
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(reply.agent_id, "t");
+        assert!((reply.clock_unix_us - wall_clock_us()).abs() < 5_000_000);
+    }
+
+    #[tokio::test]
+    async fn a_bad_rate_scale_is_refused() {
+        let err = service()
+            .set_rate(Request::new(SetRateRequest {
+                run_id: "r".into(),
+                scale: -1.0,
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
     }
 }

@@ -16,7 +16,7 @@ use crate::client::{ClientConfig, OpenAiClient};
 use crate::recorder::{EventSender, GoodputLimits, Recorder, ShareCounters};
 use crate::samplers::{MonitorEnv, MonitorSettings, MonitorStart, Window};
 use crate::scheduler::{OpenLoopConfig, ShareContext, closed_loop, open_loop, trace_loop};
-use crate::workload::{RequestBuilder, WorkloadConfig};
+use crate::workload::{BuilderConfig, RequestBuilder};
 
 /// Requests a worker can hand the recorder before it must count an overflow.
 const RECORDER_QUEUE: usize = 65_536;
@@ -106,12 +106,27 @@ pub fn prepare(
         .workload
         .as_ref()
         .ok_or_else(|| invalid("workload", "missing"))?;
-    if workload.input_tokens == 0 || workload.output_tokens == 0 {
-        return Err(invalid(
-            "workload",
-            "input_tokens and output_tokens must be at least 1",
-        ));
-    }
+    let engine = if workload.workload_id.is_empty() {
+        if workload.input_tokens == 0 || workload.output_tokens == 0 {
+            return Err(invalid(
+                "workload",
+                "input_tokens and output_tokens must be at least 1",
+            ));
+        }
+        crate::workload::fixed(
+            workload.input_tokens,
+            workload.output_tokens,
+            workload.ignore_eos,
+        )
+        .map_err(|e| invalid("workload", &e.to_string()))?
+    } else {
+        crate::workload::lookup(&workload.workload_id).ok_or_else(|| {
+            Status::failed_precondition(format!(
+                "workload {} is not loaded on this agent (LoadWorkload comes before the first step)",
+                workload.workload_id
+            ))
+        })?
+    };
     if share.duration_us == 0 {
         return Err(invalid("duration_us", "must be above 0"));
     }
@@ -138,6 +153,8 @@ pub fn prepare(
         stream: target.stream,
         connect_timeout: timeout(target.connect_timeout_us, Duration::from_secs(10)),
         first_token_timeout: timeout(target.first_token_timeout_us, total_timeout),
+        idle_timeout: (target.idle_timeout_us > 0)
+            .then(|| Duration::from_micros(target.idle_timeout_us)),
         total_timeout,
     };
     let client = OpenAiClient::with_http(http, config)
@@ -205,7 +222,7 @@ pub fn prepare(
     )
     .map_err(|(field, why)| invalid(field, &why))?;
     let (monitor, samples) = MonitorStart::new(settings, monitor.clone(), &share.run_id);
-    let counters = Arc::new(ShareCounters::default());
+    let counters = Arc::new(ShareCounters::with_classes(&engine.class_names()));
     let (rec_tx, rec_rx) = mpsc::channel(RECORDER_QUEUE);
     let slo = share.slo.unwrap_or_default();
     let limit = |us: u64| (us > 0).then(|| Duration::from_micros(us));
@@ -223,16 +240,20 @@ pub fn prepare(
         record_every: share.record_every,
         samples: Some(samples),
     };
-    let builder = RequestBuilder::new(WorkloadConfig {
-        api,
-        model: target.model.clone(),
-        stream: target.stream,
-        input_tokens: workload.input_tokens,
-        output_tokens: workload.output_tokens,
-        ignore_eos: workload.ignore_eos,
-        seed: share.seed ^ u64::from(share.stage_index).wrapping_mul(0x51_7CC1_B727_220A),
-        agent_index: share.agent_index,
-    });
+    let builder = RequestBuilder::new(
+        engine,
+        BuilderConfig {
+            api,
+            model: target.model.clone(),
+            stream: target.stream,
+            seed: share.seed,
+            stage: share.stage_index,
+            agent_index: share.agent_index,
+            agent_count: share.agent_count.max(1),
+            input_tokens: (workload.input_tokens > 0).then_some(workload.input_tokens),
+            output_tokens: (workload.output_tokens > 0).then_some(workload.output_tokens),
+        },
+    );
     let ctx = Arc::new(ShareContext {
         client,
         builder,

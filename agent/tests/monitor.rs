@@ -72,6 +72,7 @@ fn share(sim_base: &str, monitor: MonitorConfig, duration: Duration) -> StageSha
             input_tokens: 16,
             output_tokens: 8,
             ignore_eos: true,
+            ..Default::default()
         }),
         load: Some(stage_share::Load::OpenLoop(OpenLoop {
             qps: 40.0,
@@ -272,4 +273,18 @@ async fn an_unreachable_metrics_endpoint_is_said_once_and_the_load_goes_on() {
         "{failures} failures"
     );
     assert!(all.iter().all(|x| x.server.is_empty()));
+
+    // The next step of the same run fails the same way and says nothing more.
+    let monitor = MonitorConfig {
+        server_metrics_urls: vec![url.clone()],
+        ..Default::default()
+    };
+    let (reports, _) = run(
+        &mut s.agent,
+        share(&s.sim_base, monitor, Duration::from_secs(1)),
+    )
+    .await;
+    let next = samples(&reports);
+    assert!(next.iter().map(|x| x.scrape_failures).sum::<u32>() >= 1);
+    assert!(next.iter().all(|x| x.notes.is_empty()), "{next:?}");
 }

@@ -3,6 +3,8 @@
 //! - [`plan`]: the test plan's schema, its parsing with file/line/field errors, and its expansion
 //!   into the steps that agents run.
 //! - [`units`]: durations and percentages as written in plans and flags.
+//! - [`workload`]: `[workload]` as written (request classes, length distributions, templates,
+//!   datasets) and resolved into the [`workload::WorkloadSpec`] that agents build prompts from.
 //! - [`timeline`]: one request's instants and the metrics derived from them (DESIGN.md's table).
 //! - [`metrics`]: the histogram bundle (record, merge, V2 encode) and counters that add up.
 //! - [`schedule`]: arrival processes as pure functions of a seed and an index.
@@ -21,3 +23,4 @@ pub mod stage;
 pub mod timeline;
 pub mod trace;
 pub mod units;
+pub mod workload;

@@ -21,6 +21,7 @@ pub use crate::stage::{
 use crate::units::{HumanDuration, parse_duration, parse_fraction};
 
 pub mod monitor;
+pub use crate::workload::WorkloadPlan;
 pub use monitor::MonitorPlan;
 
 /// One problem found in a plan, located in its source.
@@ -93,6 +94,9 @@ pub struct TargetPlan {
     pub connect_timeout: HumanDuration,
     /// Time allowed until the first content token; by default the total timeout.
     pub first_token_timeout: Option<HumanDuration>,
+    /// Longest gap allowed between two chunks of a response, once content flows: a server that
+    /// trickles a byte a minute cannot hold a request until the total timeout.
+    pub idle_timeout: Option<HumanDuration>,
     /// Settings for the built-in simulator, passed to `sim --config` when no base_url is given.
     pub sim: Option<toml::Table>,
 }
@@ -108,6 +112,7 @@ impl Default for TargetPlan {
             timeout: default_timeout(),
             connect_timeout: default_connect_timeout(),
             first_token_timeout: None,
+            idle_timeout: None,
             sim: None,
         }
     }
@@ -121,38 +126,6 @@ fn default_timeout() -> HumanDuration {
 }
 fn default_connect_timeout() -> HumanDuration {
     HumanDuration(Duration::from_secs(10))
-}
-
-/// What each request asks for.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WorkloadPlan {
-    /// Prompt length in tokens.
-    #[serde(default = "default_input_tokens")]
-    pub input_tokens: TokenCount,
-    /// `max_tokens` sent with each request.
-    #[serde(default = "default_output_tokens")]
-    pub output_tokens: TokenCount,
-    /// Ask the server to ignore end-of-sequence, so every response has `output_tokens` tokens.
-    #[serde(default = "default_true")]
-    pub ignore_eos: bool,
-}
-
-impl Default for WorkloadPlan {
-    fn default() -> Self {
-        WorkloadPlan {
-            input_tokens: default_input_tokens(),
-            output_tokens: default_output_tokens(),
-            ignore_eos: true,
-        }
-    }
-}
-
-fn default_input_tokens() -> TokenCount {
-    TokenCount(1000)
-}
-fn default_output_tokens() -> TokenCount {
-    TokenCount(256)
 }
 
 /// A positive number of tokens.
@@ -299,6 +272,8 @@ pub struct SloCheck {
     pub bound: Bound,
 }
 
+/// Throughput thresholds, in requests per second, that must be reached.
+pub const THROUGHPUT_SLOS: [&str; 2] = ["goodput_qps", "throughput_rps"];
 /// Rate thresholds and what they measure.
 pub const RATE_SLOS: [&str; 5] = [
     "error_rate",
@@ -400,6 +375,14 @@ impl Plan {
             ));
         }
         issues.extend(self.monitor.validate());
+        for p in self.workload.problems(&self.dir) {
+            let mut issue = match &p.span {
+                Some(span) => issue_at(text, span, &p.message),
+                None => whole(&p.field, p.message.clone()),
+            };
+            issue.field = Some(p.field);
+            issues.push(issue);
+        }
         let plan_checks = self.slo_checks();
         let defaults = self.stage_defaults(&plan_checks);
         let mut names = BTreeMap::new();
@@ -434,8 +417,9 @@ impl Plan {
     /// What a stage inherits from the plan.
     pub fn stage_defaults<'a>(&'a self, checks: &'a [SloCheck]) -> StageDefaults<'a> {
         StageDefaults {
-            input_tokens: self.workload.input_tokens.0,
-            output_tokens: self.workload.output_tokens.0,
+            // 0: each class's own distribution; a stage or a sweep may still set a length.
+            input_tokens: self.workload.fixed_input_tokens().unwrap_or(0),
+            output_tokens: self.workload.fixed_output_tokens().unwrap_or(0),
             checks,
             plan_dir: &self.dir,
         }
@@ -505,6 +489,19 @@ pub(crate) fn parse_slo(name: &str, value: &toml::Value) -> Result<SloCheck, Str
             ));
         }
     };
+    if THROUGHPUT_SLOS.contains(&name) {
+        let limit: f64 = text.trim().parse().map_err(|_| {
+            format!("expected a number of requests per second, such as 10, got {text:?}")
+        })?;
+        if !(limit.is_finite() && limit >= 0.0) {
+            return Err(format!("expected a rate of 0 or more, got {limit}"));
+        }
+        return Ok(SloCheck {
+            name: name.to_string(),
+            limit,
+            bound: Bound::AtLeast,
+        });
+    }
     if RATE_SLOS.contains(&name) {
         let limit = parse_fraction(&text).map_err(|e| e.to_string())?;
         let bound = if name == "goodput_ratio" {
@@ -520,10 +517,11 @@ pub(crate) fn parse_slo(name: &str, value: &toml::Value) -> Result<SloCheck, Str
     }
     let known = || {
         format!(
-            "unknown SLO metric {name:?}: expected <metric>_<stat> with metric one of {} and stat one of {}, or one of {}",
+            "unknown SLO metric {name:?}: expected <metric>_<stat> with metric one of {} and stat one of {}, or one of {}, {}",
             METRIC_NAMES.join(", "),
             STATS.join(", "),
-            RATE_SLOS.join(", ")
+            RATE_SLOS.join(", "),
+            THROUGHPUT_SLOS.join(", ")
         )
     };
     let (metric, stat) = name.rsplit_once('_').ok_or_else(known)?;
@@ -750,6 +748,21 @@ output_tokens = 8
             .find(|i| i.field.as_deref() == Some("stage[1].name"))
             .unwrap();
         assert!(dup.line >= 9, "{err}");
+    }
+
+    #[test]
+    fn throughput_thresholds_are_lower_bounds() {
+        let plan = parse("name = \"x\"\n[slo]\ngoodput_qps = 12.5\n[[stage]]\nname = \"a\"\nqps = 1\nduration = \"1s\"\n").unwrap();
+        assert_eq!(
+            plan.slo_checks()[0],
+            SloCheck {
+                name: "goodput_qps".into(),
+                limit: 12.5,
+                bound: Bound::AtLeast
+            }
+        );
+        let err = parse("name = \"x\"\n[slo]\ngoodput_qps = \"lots\"\n[[stage]]\nname = \"a\"\nqps = 1\nduration = \"1s\"\n").unwrap_err();
+        assert_eq!(err.issues[0].field.as_deref(), Some("slo.goodput_qps"));
     }
 
     #[test]

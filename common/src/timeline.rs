@@ -18,6 +18,8 @@ pub enum ErrorClass {
     TimeoutFirstToken,
     /// The whole response did not finish within the total timeout.
     TimeoutTotal,
+    /// Content stopped flowing: the gap between two chunks passed the idle timeout.
+    TimeoutIdle,
     /// The server said 429 Too Many Requests.
     Http429,
     /// Any other 4xx status.
@@ -38,10 +40,11 @@ pub enum ErrorClass {
 
 impl ErrorClass {
     /// Every class, in report order.
-    pub const ALL: [ErrorClass; 11] = [
+    pub const ALL: [ErrorClass; 12] = [
         ErrorClass::Connect,
         ErrorClass::TimeoutFirstToken,
         ErrorClass::TimeoutTotal,
+        ErrorClass::TimeoutIdle,
         ErrorClass::Http429,
         ErrorClass::Http4xx,
         ErrorClass::Http5xx,
@@ -58,6 +61,7 @@ impl ErrorClass {
             ErrorClass::Connect => "connect",
             ErrorClass::TimeoutFirstToken => "timeout_first_token",
             ErrorClass::TimeoutTotal => "timeout_total",
+            ErrorClass::TimeoutIdle => "timeout_idle",
             ErrorClass::Http429 => "http_429",
             ErrorClass::Http4xx => "http_4xx",
             ErrorClass::Http5xx => "http_5xx",
@@ -82,7 +86,7 @@ impl ErrorClass {
     pub fn is_timeout(self) -> bool {
         matches!(
             self,
-            ErrorClass::TimeoutFirstToken | ErrorClass::TimeoutTotal
+            ErrorClass::TimeoutFirstToken | ErrorClass::TimeoutTotal | ErrorClass::TimeoutIdle
         )
     }
 
@@ -136,6 +140,10 @@ pub struct RequestTimeline {
     pub error: Option<ErrorClass>,
     /// A short, human description of the error (the server's message, the I/O error).
     pub error_detail: Option<String>,
+    /// The workload's request class (0 when the workload has one).
+    pub class: u32,
+    /// The answer's text, kept only when asked for (a multi-turn session's next turn needs it).
+    pub response_text: Option<String>,
 }
 
 impl RequestTimeline {
@@ -156,6 +164,8 @@ impl RequestTimeline {
             finish_reason: None,
             error: None,
             error_detail: None,
+            class: 0,
+            response_text: None,
         }
     }
 
@@ -348,6 +358,7 @@ mod tests {
         assert_eq!(ErrorClass::from_status(404), ErrorClass::Http4xx);
         assert_eq!(ErrorClass::from_status(503), ErrorClass::Http5xx);
         assert!(ErrorClass::TimeoutTotal.is_timeout());
+        assert!(ErrorClass::TimeoutIdle.is_timeout());
         assert!(ErrorClass::Short.is_abnormal());
         assert!(!ErrorClass::Http5xx.is_abnormal());
     }

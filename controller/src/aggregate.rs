@@ -27,6 +27,9 @@ pub struct MergedInterval {
     pub samples: Vec<(usize, ResourceSample)>,
     /// What the samples add up to; set when the interval completes.
     pub resources: IntervalResources,
+    /// Each reporting agent's own schedule lag p99 in milliseconds, with the agent's index:
+    /// the live view's agent health.
+    pub agent_lag_p99_ms: Vec<(usize, f64)>,
 }
 
 impl MergedInterval {
@@ -43,12 +46,41 @@ impl MergedInterval {
             agents: 0,
             samples: Vec::new(),
             resources: IntervalResources::default(),
+            agent_lag_p99_ms: Vec::new(),
         }
     }
 
     /// Length of the interval.
     pub fn length(&self) -> Duration {
         self.end_offset.saturating_sub(self.start_offset)
+    }
+}
+
+/// What recovery times are read from: one merged interval, reduced.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IntervalPoint {
+    /// Seconds from the step's start to the interval's end.
+    pub end_s: f64,
+    pub start_s: f64,
+    pub completed: u64,
+    pub failed: u64,
+    pub ttft_p99_ms: f64,
+}
+
+impl IntervalPoint {
+    pub fn of(m: &MergedInterval) -> Self {
+        let ttft = &m.bundle.ttft;
+        IntervalPoint {
+            end_s: m.end_offset.as_secs_f64(),
+            start_s: m.start_offset.as_secs_f64(),
+            completed: m.counts.completed,
+            failed: m.counts.failed,
+            ttft_p99_ms: if ttft.is_empty() {
+                0.0
+            } else {
+                ttft.value_at_quantile(0.99) as f64 / 1000.0
+            },
+        }
     }
 }
 
@@ -78,8 +110,12 @@ pub struct StepAggregate {
     /// Each agent's counts as merged here.
     pub agent_merged: Vec<Counts>,
     pub recorder_overflow: u64,
+    /// A point per merged interval, for recovery times.
+    pub points: Vec<IntervalPoint>,
     /// The step's resource samples, interval by interval.
     pub resources: StepResources,
+    /// Each request class's counts and histograms, by class index (mixed workloads only).
+    pub classes: Vec<(Counts, HistogramBundle)>,
 }
 
 impl StepAggregate {
@@ -95,7 +131,9 @@ impl StepAggregate {
             agent_totals: vec![None; agents],
             agent_merged: vec![Counts::default(); agents],
             recorder_overflow: 0,
+            points: Vec::new(),
             resources: StepResources::default(),
+            classes: Vec::new(),
         }
     }
 
@@ -123,10 +161,15 @@ impl StepAggregate {
         entry.in_flight += u64::from(report.in_flight);
         entry.recorder_overflow += report.recorder_overflow;
         entry.agents += 1;
+        if !bundle.schedule_lag.is_empty() {
+            let p99_us = bundle.schedule_lag.value_at_quantile(0.99);
+            entry.agent_lag_p99_ms.push((agent, p99_us as f64 / 1000.0));
+        }
         entry
             .samples
             .extend(report.samples.iter().map(|s| (agent, s.clone())));
         self.agent_merged[agent] += &counts;
+        crate::workload::merge_class_reports(&mut self.classes, &report.classes)?;
         self.last_index[agent] =
             Some(self.last_index[agent].map_or(report.index, |i| i.max(report.index)));
         Ok(self.take_complete())
@@ -168,6 +211,7 @@ impl StepAggregate {
                 // Both bundles share one layout, so the merge cannot fail for range.
                 let _ = self.bundle.merge(&merged.bundle);
                 self.recorder_overflow += merged.recorder_overflow;
+                self.points.push(IntervalPoint::of(&merged));
                 out.push(merged);
             }
         }

@@ -175,10 +175,16 @@ const METRICS: [Metric; 11] = [
     },
 ];
 
-/// The standard error of the mean of a measured step's steady intervals of a column.
-fn standard_error(run: &RunData, step: usize, f: Series) -> Option<f64> {
+/// The standard error of the mean of a measured step's steady intervals of a column. For a
+/// latency, only intervals where requests completed count: the others read 0 and are not
+/// measurements.
+fn standard_error(run: &RunData, step: usize, f: Series, latency: bool) -> Option<f64> {
     let rows = Evidence::of(run).steady_rows(step, 0.2);
-    let v: Vec<f64> = rows.iter().map(|r| f(r)).collect();
+    let v: Vec<f64> = rows
+        .iter()
+        .filter(|r| !latency || r.completed > 0)
+        .map(|r| f(r))
+        .collect();
     let n = v.len();
     if n < 3 {
         return None;
@@ -220,7 +226,13 @@ pub fn compare(a: &RunData, b: &RunData, threshold_pct: f64) -> Comparison {
             let (va, vb) = ((m.get)(sa), (m.get)(sb));
             let noise = m
                 .series
-                .and_then(|f| Some((standard_error(a, ia, f)?, standard_error(b, ib, f)?)))
+                .and_then(|f| {
+                    let latency = m.name.ends_with("_ms");
+                    Some((
+                        standard_error(a, ia, f, latency)?,
+                        standard_error(b, ib, f, latency)?,
+                    ))
+                })
                 .zip(va.filter(|v| *v != 0.0))
                 .map_or(NOISE_FLOOR_PCT, |((ea, eb), va)| {
                     (200.0 * (ea * ea + eb * eb).sqrt() / va.abs()).max(NOISE_FLOOR_PCT)

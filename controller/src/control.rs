@@ -1,12 +1,14 @@
 //! Steering a running controller: rate changes typed on standard input (`+`, `-`, `qps 50`,
-//! `scale 1.5`) or sent over gRPC (`controller set-qps`), delivered to the runner through one
-//! channel so that the runner alone decides and records them.
+//! `scale 1.5`, `pause`, `resume`), pressed on the dashboard or sent over gRPC
+//! (`controller set-qps`), delivered to the runner through one channel so that the runner alone
+//! decides and records them; and the Controller service, which also streams the live view to
+//! `controller watch`.
 
 use std::net::SocketAddr;
 
 use anyhow::Context;
 use stampede_common::proto::controller_server::{Controller, ControllerServer};
-use stampede_common::proto::{RateChange, RateReply, rate_change};
+use stampede_common::proto::{RateChange, RateReply, WatchRequest, rate_change};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
@@ -22,6 +24,11 @@ pub enum RateCommand {
     Scale(f64),
     /// The current factor multiplied by this.
     Multiply(f64),
+    /// Stop sending until the rate is set again: the factor becomes 0, so the pause is on the
+    /// timeline (offered 0) and in summary.json's `rate_changes`.
+    Pause,
+    /// Send again at the step's planned rate.
+    Resume,
 }
 
 /// One step of `+` and `-`: ten percent.
@@ -33,11 +40,14 @@ impl RateCommand {
     /// # Errors
     /// Says what is accepted.
     pub fn parse(line: &str) -> Result<RateCommand, String> {
-        let usage = "type + or - (ten percent up or down), qps N, or scale F, then Enter";
+        let usage =
+            "type + or - (ten percent up or down), qps N, scale F, pause or resume, then Enter";
         let mut words = line.split_whitespace();
         let cmd = match (words.next(), words.next()) {
             (Some("+"), None) => RateCommand::Multiply(NUDGE),
             (Some("-"), None) => RateCommand::Multiply(1.0 / NUDGE),
+            (Some("pause" | "p"), None) => return Ok(RateCommand::Pause),
+            (Some("resume"), None) => return Ok(RateCommand::Resume),
             (Some("qps"), Some(v)) => RateCommand::Qps(v.parse().map_err(|_| usage.to_string())?),
             (Some("scale"), Some(v)) => {
                 RateCommand::Scale(v.parse().map_err(|_| usage.to_string())?)
@@ -46,6 +56,7 @@ impl RateCommand {
         };
         let value = match cmd {
             RateCommand::Qps(v) | RateCommand::Scale(v) | RateCommand::Multiply(v) => v,
+            RateCommand::Pause | RateCommand::Resume => 1.0,
         };
         if !(value.is_finite() && value > 0.0) {
             return Err(format!("the value must be above 0; {usage}"));
@@ -59,6 +70,8 @@ impl RateCommand {
             RateCommand::Qps(q) => q / planned_qps?,
             RateCommand::Scale(s) => s,
             RateCommand::Multiply(m) => current * m,
+            RateCommand::Pause => return Some(0.0),
+            RateCommand::Resume => 1.0,
         };
         (next.is_finite() && next > 0.0 && next <= 1000.0).then_some(next)
     }
@@ -99,15 +112,27 @@ pub fn spawn_stdin_reader(tx: mpsc::Sender<ControlRequest>) {
 
 struct ControlService {
     tx: mpsc::Sender<ControlRequest>,
+    live: crate::live::LiveHub,
 }
 
 #[tonic::async_trait]
 impl Controller for ControlService {
+    type WatchStream = crate::live::watch::WatchStream;
+
+    async fn watch(
+        &self,
+        _request: Request<WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        Ok(Response::new(crate::live::watch::stream(&self.live)))
+    }
+
     async fn set_rate(&self, request: Request<RateChange>) -> Result<Response<RateReply>, Status> {
         let cmd = match request.into_inner().change {
             Some(rate_change::Change::Qps(q)) => RateCommand::Qps(q),
             Some(rate_change::Change::Scale(s)) => RateCommand::Scale(s),
             Some(rate_change::Change::Multiply(m)) => RateCommand::Multiply(m),
+            Some(rate_change::Change::Pause(true)) => RateCommand::Pause,
+            Some(rate_change::Change::Pause(false)) => RateCommand::Resume,
             None => {
                 return Err(Status::invalid_argument(
                     "no change given: qps, scale or multiply",
@@ -127,13 +152,15 @@ impl Controller for ControlService {
     }
 }
 
-/// Serves the Controller service on `addr` for as long as the run lasts.
+/// Serves the Controller service on `addr` for as long as the run lasts: rate changes go to
+/// `tx`, watchers get `live`'s events.
 ///
 /// # Errors
 /// When the address cannot be bound.
 pub async fn serve_control(
     addr: SocketAddr,
     tx: mpsc::Sender<ControlRequest>,
+    live: crate::live::LiveHub,
 ) -> anyhow::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)
         .await
@@ -143,7 +170,7 @@ pub async fn serve_control(
         .context("cannot read the control address")?;
     tokio::spawn(async move {
         let _ = tonic::transport::Server::builder()
-            .add_service(ControllerServer::new(ControlService { tx }))
+            .add_service(ControllerServer::new(ControlService { tx, live }))
             .serve_with_incoming(TcpListenerStream::new(listener))
             .await;
     });
@@ -174,5 +201,14 @@ mod tests {
         );
         assert_eq!(RateCommand::Multiply(2.0).apply(1.5, None), Some(3.0));
         assert_eq!(RateCommand::Scale(0.5).apply(3.0, Some(10.0)), Some(0.5));
+        assert_eq!(RateCommand::parse("pause").unwrap(), RateCommand::Pause);
+        assert_eq!(RateCommand::Pause.apply(1.5, Some(10.0)), Some(0.0));
+        assert_eq!(
+            RateCommand::Multiply(NUDGE).apply(0.0, Some(10.0)),
+            None,
+            "a paused step does not change by a factor"
+        );
+        assert_eq!(RateCommand::Resume.apply(0.0, Some(10.0)), Some(1.0));
+        assert_eq!(RateCommand::Scale(2.0).apply(0.0, Some(10.0)), Some(2.0));
     }
 }

@@ -12,8 +12,11 @@
 //! - [`results`]: the results folder, written as the run goes, and read back.
 //! - [`report`]: report.html and report.md, built from a results folder.
 //! - [`compare`]: two runs compared, metric by metric, against their noise.
-//! - [`live`]: the plain live view.
+//! - [`live`]: the live view: plain lines, the terminal dashboard, alerts, `controller watch`
+//!   and the Prometheus exporter.
 //! - [`wallclock`]: UTC timestamps for metadata.
+//! - [`workload`]: the run's workload: checked before the run, loaded on the agents, and
+//!   summarised per request class.
 
 pub mod aggregate;
 pub mod analysis;
@@ -23,13 +26,16 @@ pub mod control;
 pub mod live;
 pub mod monitor;
 pub mod pool;
+pub mod recovery;
 pub mod report;
 pub mod results;
 pub mod runner;
 pub mod summary;
 pub mod target;
 pub mod wallclock;
+pub mod workload;
 
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -62,6 +68,20 @@ pub enum Command {
     /// Change the rate of a running controller's current step (it was started with
     /// --control-listen).
     SetQps(SetQpsArgs),
+    /// Show the live view of a running controller (started with --control-listen); any number
+    /// may watch, and none slows the run.
+    Watch(WatchArgs),
+}
+
+/// Arguments of `controller watch`.
+#[derive(Debug, clap::Args)]
+pub struct WatchArgs {
+    /// The running controller's --control-listen address.
+    #[arg(value_name = "HOST:PORT")]
+    pub addr: String,
+    /// Plain output: one line per interval and a final table, even on a terminal.
+    #[arg(long)]
+    pub plain: bool,
 }
 
 /// Arguments of `controller set-qps`.
@@ -70,7 +90,8 @@ pub struct SetQpsArgs {
     /// The running controller's --control-listen address.
     #[arg(long, value_name = "HOST:PORT")]
     pub control: String,
-    /// A rate in requests/s, `+` or `-` (ten percent), or `xF` for F times the planned rate.
+    /// A rate in requests/s, `+` or `-` (ten percent), `xF` for F times the planned rate,
+    /// `pause`, or `resume` (at the planned rate).
     #[arg(allow_hyphen_values = true)]
     pub value: String,
 }
@@ -121,9 +142,13 @@ pub struct RunArgs {
     /// Folder under which the run's results folder is created.
     #[arg(long, default_value = "results")]
     pub out: PathBuf,
-    /// Serve the Controller service here, for `controller set-qps` (for example 127.0.0.1:7071).
+    /// Serve the Controller service here, for `controller set-qps` and `controller watch`
+    /// (for example 127.0.0.1:7071).
     #[arg(long, value_name = "ADDR")]
     pub control_listen: Option<std::net::SocketAddr>,
+    /// Serve the live stats in Prometheus' text format at http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// Multiply every stage duration by this (0.01 runs a 24-hour soak in about 15 minutes).
     #[arg(long, default_value_t = 1.0, value_parser = parse_time_scale)]
     pub time_scale: f64,
@@ -161,6 +186,13 @@ pub fn main() -> ExitCode {
             Command::Report(args) => report_command(&args),
             Command::Compare(args) => compare_command(args),
             Command::SetQps(args) => set_qps_command(args).await,
+            Command::Watch(args) => {
+                let opts = live::watch::WatchOptions {
+                    addr: args.addr,
+                    plain: args.plain,
+                };
+                live::watch::watch_command(opts, &mut std::io::stdout()).await
+            }
         }
     });
     ExitCode::from(code)
@@ -172,6 +204,8 @@ async fn set_qps_command(args: SetQpsArgs) -> u8 {
     let change = match args.value.as_str() {
         "+" => Change::Multiply(control::NUDGE),
         "-" => Change::Multiply(1.0 / control::NUDGE),
+        "pause" => Change::Pause(true),
+        "resume" => Change::Pause(false),
         v => match v
             .strip_prefix('x')
             .map(str::parse::<f64>)
@@ -180,7 +214,9 @@ async fn set_qps_command(args: SetQpsArgs) -> u8 {
             Ok(n) if n.is_finite() && n > 0.0 && v.starts_with('x') => Change::Scale(n),
             Ok(n) if n.is_finite() && n > 0.0 => Change::Qps(n),
             _ => {
-                eprintln!("error: expected a rate such as 50, + or -, or x1.5; got {v:?}");
+                eprintln!(
+                    "error: expected a rate such as 50, + or -, x1.5, pause or resume; got {v:?}"
+                );
                 return exit::ERROR;
             }
         },
@@ -230,6 +266,44 @@ async fn run_command(args: RunArgs) -> u8 {
     let interrupt = CancellationToken::new();
     let abort = CancellationToken::new();
     tokio::spawn(watch_signals(interrupt.clone(), abort.clone()));
+    let interactive = !args.plain && std::io::stdout().is_terminal();
+    let mut dashboard = None;
+    let mut hub = live::LiveHub::new(false);
+    if interactive {
+        let candidate = live::LiveHub::new(true);
+        let quit = live::tui::Quit::StopRun {
+            interrupt: interrupt.clone(),
+            abort: abort.clone(),
+        };
+        match live::tui::Dashboard::start(candidate.clone(), quit, String::new()) {
+            Ok(d) => {
+                dashboard = Some(d);
+                hub = candidate;
+            }
+            Err(e) => eprintln!("warning: cannot draw the dashboard ({e}); plain output follows"),
+        }
+    }
+    // While the dashboard owns the terminal, printed lines go to its log and are printed once
+    // it is gone.
+    let mut sink = live::NoteSink::new(hub.clone());
+    let mut stdout = std::io::stdout();
+    let out: &mut (dyn Write + Send) = if dashboard.is_some() {
+        &mut sink
+    } else {
+        &mut stdout
+    };
+    if let Some(addr) = args.metrics_listen {
+        match live::metrics::serve(addr, hub.clone()).await {
+            Ok(bound) => {
+                let _ = writeln!(out, "metrics: http://{bound}/metrics");
+            }
+            Err(e) => {
+                drop(dashboard);
+                eprintln!("error: {e:#}");
+                return exit::ERROR;
+            }
+        }
+    }
     let opts = RunOptions {
         plan: args.plan,
         agents: usize::from(args.agents),
@@ -239,9 +313,20 @@ async fn run_command(args: RunArgs) -> u8 {
         time_scale: args.time_scale,
         lang: args.lang,
         control_listen: args.control_listen,
+        live: hub.clone(),
     };
-    let mut stdout = std::io::stdout();
-    match runner::run(opts, interrupt, abort, &mut stdout).await {
+    let result = runner::run(opts, interrupt, abort, &mut &mut *out).await;
+    let status = result.as_ref().map_or("failed", |o| o.summary.status);
+    hub.publish(live::state::LiveEvent::Ended(status.to_string()));
+    if hub.watchers() > 0 {
+        // Watchers get the run's end before the process goes.
+        hub.drain(std::time::Duration::from_secs(1)).await;
+    }
+    if let Some(d) = dashboard {
+        d.close();
+        print!("{}", sink.text());
+    }
+    match result {
         Ok(outcome) => outcome.exit_code,
         Err(e) => {
             eprintln!("error: {e:#}");

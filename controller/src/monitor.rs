@@ -880,6 +880,7 @@ mod tests {
             agents: 1,
             samples,
             resources: IntervalResources::default(),
+            agent_lag_p99_ms: Vec::new(),
         }
     }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use stampede_common::metrics::HistogramBundle;
-use stampede_common::plan::{ApiKind, Load, Plan, StageProgram, StepPlan, expand_env};
+use stampede_common::plan::{ApiKind, Load, Plan, StageProgram, StepKind, StepPlan, expand_env};
 use stampede_common::probe::{ProbeOutcome, ProbeResult, ProbeRun};
 use stampede_common::proto::{
     self, Api, ClosedLoop, OpenLoop, RateReply, RequestSlo, SetRateRequest, StageShare,
@@ -32,6 +32,7 @@ use crate::control::{ControlRequest, RateCommand, serve_control, spawn_stdin_rea
 use crate::live;
 use crate::monitor::{MonitorRun, add_monitor_agents, gpu_inventory, load_agents};
 use crate::pool::{AgentHandle, connect, spawn_local};
+use crate::recovery::recovery;
 use crate::results::hlog::IntervalHistograms;
 use crate::results::rows::{RequestRow, StageRow, TimeseriesRow};
 use crate::results::{ResultsWriter, WriterMsg};
@@ -64,6 +65,8 @@ pub struct RunOptions {
     pub time_scale: f64,
     /// Language of report.html and report.md.
     pub lang: crate::report::i18n::Lang,
+    /// Where the live view goes: the dashboard, `controller watch`, `--metrics-listen`.
+    pub live: live::LiveHub,
 }
 
 /// Exit codes, as DESIGN.md defines them.
@@ -113,6 +116,8 @@ pub async fn run(
     if opts.time_scale != 1.0 {
         plan.scale_time(opts.time_scale);
     }
+    // Every file of the workload is read and built now: a bad one stops the run before it starts.
+    let workload = crate::workload::prepare(&plan, &opts.plan)?;
     let api_key = plan
         .target
         .api_key
@@ -149,6 +154,7 @@ pub async fn run(
 
     let agents = bring_up_agents(&opts).await?;
     let agents = add_monitor_agents(agents, &plan.monitor).await?;
+    crate::workload::load_on_agents(&agents[..load_agents(&agents)], &workload).await?;
     for a in &agents {
         writeln!(
             out,
@@ -205,6 +211,7 @@ pub async fn run(
         analysis: Default::default(),
         probes: Vec::new(),
         rate_changes: Vec::new(),
+        alerts: BTreeMap::new(),
         manifest: Manifest {
             stampede_version: stampede_common::handshake::STAMPEDE_VERSION,
             protocol_version: stampede_common::handshake::PROTOCOL_VERSION,
@@ -216,7 +223,7 @@ pub async fn run(
                 .iter()
                 .map(|a| (a.hello.agent_id.clone(), a.clock.offset_us))
                 .collect(),
-            tokenizer: "approx-words",
+            tokenizer: workload.tokenizer.clone(),
         },
     };
     writer.send(WriterMsg::Summary(Box::new(summary.clone())));
@@ -229,11 +236,22 @@ pub async fn run(
         api_key,
         run_id: format!("{}-{}", sanitize(&plan.name), started.compact()),
         monitoring,
+        workload,
     };
     let (control_tx, control_rx) = mpsc::channel(16);
-    spawn_stdin_reader(control_tx.clone());
+    let feed = live::LiveFeed::start(
+        opts.live.clone(),
+        &plan,
+        &ctx.base_url,
+        &ctx.model,
+        &agents,
+        &dir,
+    );
+    if feed.attach_control(&control_tx) {
+        spawn_stdin_reader(control_tx.clone());
+    }
     if let Some(addr) = opts.control_listen {
-        let bound = serve_control(addr, control_tx).await?;
+        let bound = serve_control(addr, control_tx, feed.hub().clone()).await?;
         writeln!(
             out,
             "control: controller set-qps --control {bound} <qps|+|-|scale F>"
@@ -257,6 +275,7 @@ pub async fn run(
         slo_aborted: false,
         control: Some(control_rx),
         step_scale: BTreeMap::new(),
+        live: feed,
     };
     for (stage, program) in plan.stages.iter().zip(programs) {
         if session.stopped() {
@@ -304,6 +323,7 @@ pub async fn run(
             }
         }
     }
+    session.summary.alerts = session.live.alert_counts();
     let (interrupted, slo_aborted, finished) = (
         session.interrupted,
         session.slo_aborted,
@@ -320,8 +340,14 @@ pub async fn run(
         duration += agg.plan.duration;
     }
     let has_slo = plan.stages.iter().any(|s| !s.get_ref().slo.is_empty()) || !plan.slo.is_empty();
-    let overall =
+    let mut overall =
         StageSummary::compute("overall", "overall", None, duration, &counts, &bundle, &[]);
+    let mut classes = Vec::new();
+    for agg in finished.iter().filter(|a| !a.plan.is_warmup()) {
+        crate::workload::add_classes(&mut classes, &agg.classes);
+    }
+    overall.classes =
+        crate::workload::class_summaries(&ctx.workload, "overall", None, duration, &classes);
     let measured: Vec<StageSummary> = summary
         .stages
         .iter()
@@ -356,6 +382,9 @@ pub async fn run(
     live::final_table(out, &summary.stages)?;
     for f in &summary.analysis.findings {
         writeln!(out, "{}: {} ({})", f.severity, f.message, f.code)?;
+        if let Some(advice) = &f.suggestion {
+            writeln!(out, "  -> {advice}")?;
+        }
     }
     writeln!(out, "results: {}", dir.display())?;
     match report {
@@ -454,6 +483,8 @@ struct RunContext<'a> {
     run_id: String,
     /// What the agents sample, and how samples become results.
     monitoring: MonitorRun,
+    /// The workload, loaded on every load agent.
+    workload: crate::workload::RunWorkload,
 }
 
 /// The state of a run across its stages.
@@ -477,6 +508,8 @@ struct Session<'a> {
     control: Option<mpsc::Receiver<ControlRequest>>,
     /// Factor on the planned rate of steps whose rate was changed, by step number.
     step_scale: BTreeMap<usize, f64>,
+    /// The live view: dashboard, watchers, Prometheus, alerts.
+    live: live::LiveFeed,
 }
 
 impl Session<'_> {
@@ -572,6 +605,7 @@ impl Session<'_> {
                         forward(m, share, base + next, i, &tx);
                     }
                     aggregates.insert(base + next, agg);
+                    self.live.step_started(base + next, step, start_offset_s(next));
                     next += 1;
                 }
                 Some((cmd, reply)) = next_control(&mut self.control) => {
@@ -606,7 +640,10 @@ impl Session<'_> {
                         AgentEvent::Ended { step, agent, error } => {
                             let Some(agg) = aggregates.get_mut(&step) else { continue };
                             let why = error.unwrap_or_else(|| "the stream ended without a summary".into());
-                            let merged = if agg.ends[agent] == AgentEnd::Running { agg.on_failed(agent, why) } else { Vec::new() };
+                            let merged = if agg.ends[agent] == AgentEnd::Running {
+                                for line in self.live.agent_failed(step, agent, &why, writer) { writeln!(out, "{line}")?; }
+                                agg.on_failed(agent, why)
+                            } else { Vec::new() };
                             (step, merged)
                         }
                     };
@@ -614,7 +651,7 @@ impl Session<'_> {
                     let scale = self.step_scale.get(&g).copied().unwrap_or(1.0);
                     let offered = steps[k].load.offered_qps(steps[k].duration).map(|q| q * scale);
                     for m in completed {
-                        emit_interval(&m, &steps[k].name, offered, start_offset_s(k), writer, out)?;
+                        emit_interval(&m, &steps[k].name, offered, start_offset_s(k), writer, &mut self.live, out)?;
                     }
                     if aggregates.get(&g).is_some_and(StepAggregate::finished)
                         && let Some(agg) = aggregates.remove(&g)
@@ -712,6 +749,26 @@ impl Session<'_> {
         s.warmup = p.is_warmup();
         s.input_tokens_planned = p.input_tokens;
         s.output_tokens_planned = p.output_tokens;
+        s.classes = crate::workload::class_summaries(
+            &self.ctx.workload,
+            &p.name,
+            Some(&p.load),
+            p.duration,
+            &agg.classes,
+        );
+        // After a burst, latency is compared with the base step of the same spike.
+        let base_ttft = (p.kind == StepKind::SpikeAfter)
+            .then(|| {
+                self.done
+                    .values()
+                    .find(|d| d.stage == p.stage_name && d.kind == StepKind::SpikeBase)
+                    .map(|d| d.ttft_ms.p99)
+            })
+            .flatten();
+        let rec = recovery(&agg.points, base_ttft);
+        if rec.failing_from_s.is_some() || base_ttft.is_some() {
+            s.recovery = Some(rec);
+        }
         s.resources = agg.resources.summary();
         let (rates, counts) = share_split(&p.load, agents.len());
         s.agents = agents
@@ -743,6 +800,9 @@ impl Session<'_> {
         self.summary.stages = self.done.values().cloned().collect();
         self.writer
             .send(WriterMsg::Summary(Box::new(self.summary.clone())));
+        if let Some(s) = self.done.get(&agg.index) {
+            self.live.step_finished(s, &agg, self.writer);
+        }
         self.finished.push(agg);
         pass
     }
@@ -770,6 +830,7 @@ fn emit_interval(
     offered: Option<f64>,
     step_start_s: f64,
     writer: &ResultsWriter,
+    live: &mut live::LiveFeed,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
     for note in &m.resources.notes {
@@ -779,7 +840,9 @@ fn emit_interval(
         writer.send(WriterMsg::Resources(m.resources.rows.clone()));
     }
     let row = TimeseriesRow::of(m, step, offered, step_start_s);
-    live::interval_line(out, &row)?;
+    for line in live.interval(m, &row, writer) {
+        writeln!(out, "{line}")?;
+    }
     out.flush()?;
     writer.send(WriterMsg::Interval(row));
     writer.send(WriterMsg::Histograms(Box::new(IntervalHistograms {
@@ -902,11 +965,13 @@ fn launch(
                 timeout_us: micros(plan.target.timeout.0),
                 connect_timeout_us: micros(plan.target.connect_timeout.0),
                 first_token_timeout_us: plan.target.first_token_timeout.map_or(0, |d| micros(d.0)),
+                idle_timeout_us: plan.target.idle_timeout.map_or(0, |d| micros(d.0)),
             }),
             workload: Some(proto::Workload {
                 input_tokens: step.input_tokens,
                 output_tokens: step.output_tokens,
                 ignore_eos: plan.workload.ignore_eos,
+                workload_id: ctx.workload.id.clone(),
             }),
             load: Some(load),
             start_at_unix_us: start_us + agent.clock.offset_us,

@@ -215,6 +215,13 @@ pub struct StageSummary {
     pub input_tokens_planned: u32,
     #[serde(default)]
     pub output_tokens_planned: u32,
+    /// Availability and recovery: when requests failed, and how long until they stopped
+    /// failing; after a burst, how long latency took to settle.
+    #[serde(default)]
+    pub recovery: Option<crate::recovery::RecoveryStats>,
+    /// Each request class of a mixed workload, named after the class (none for one class).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub classes: Vec<StageSummary>,
 }
 
 /// A `&'static str` by another name: serde borrows fields it sees written as `&str`, which
@@ -312,6 +319,8 @@ impl StageSummary {
             warmup: false,
             input_tokens_planned: 0,
             output_tokens_planned: 0,
+            recovery: None,
+            classes: Vec::new(),
         };
         s.slo = evaluate(&s, checks);
         s
@@ -325,6 +334,8 @@ impl StageSummary {
             "abnormal_rate" => return Some(self.rates.abnormal_rate),
             "drop_rate" => return Some(self.rates.drop_rate),
             "goodput_ratio" => return Some(self.rates.goodput_ratio),
+            "goodput_qps" => return Some(self.goodput_qps),
+            "throughput_rps" => return Some(self.throughput_rps),
             _ => {}
         }
         let (metric, stat) = name.rsplit_once('_')?;
@@ -425,7 +436,8 @@ pub struct Manifest {
     pub models: serde_json::Value,
     pub gpus: Vec<serde_json::Value>,
     pub clock_offsets_us: BTreeMap<String, i64>,
-    pub tokenizer: &'static str,
+    /// The workload's tokenizer: a built-in encoding, or the tokenizer.json's path.
+    pub tokenizer: String,
 }
 
 /// The whole summary.json.
@@ -449,6 +461,10 @@ pub struct RunSummary {
     /// Rate changes made while the run went (`+`, `-`, `qps N` or `controller set-qps`).
     #[serde(default)]
     pub rate_changes: Vec<RateChangeRecord>,
+    /// Alerts fired while the run went, by kind (`slo_breach`, `error_spike`, `timeouts`,
+    /// `client_saturation`, `agent_lost`); each is a line of alerts.jsonl.
+    #[serde(default)]
+    pub alerts: BTreeMap<String, u64>,
     pub manifest: Manifest,
 }
 

@@ -70,14 +70,29 @@ enum ErrorBody {
 /// # Errors
 /// When the text is not JSON of the expected shape.
 pub fn decode(json: &str) -> Result<Decoded, DecodeError> {
+    decode_into(json, None)
+}
+
+/// Decodes one JSON chunk or body and, given `text`, appends the answer's content to it
+/// (reasoning content is not part of the answer a conversation carries on with).
+///
+/// # Errors
+/// When the text is not JSON of the expected shape.
+pub fn decode_into(json: &str, mut text: Option<&mut String>) -> Result<Decoded, DecodeError> {
     let body: Body<'_> = serde_json::from_str(json)?;
     let mut out = Decoded::default();
     for choice in &body.choices {
         for msg in [&choice.delta, &choice.message].into_iter().flatten() {
             out.content_bytes += msg.content.as_deref().map_or(0, str::len);
             out.content_bytes += msg.reasoning_content.as_deref().map_or(0, str::len);
+            if let (Some(t), Some(c)) = (text.as_deref_mut(), msg.content.as_deref()) {
+                t.push_str(c);
+            }
         }
         out.content_bytes += choice.text.as_deref().map_or(0, str::len);
+        if let (Some(t), Some(c)) = (text.as_deref_mut(), choice.text.as_deref()) {
+            t.push_str(c);
+        }
         if let Some(reason) = &choice.finish_reason {
             out.finish_reason = Some(reason.to_string());
         }
@@ -147,6 +162,18 @@ mod tests {
         assert_eq!(d.error.as_deref(), Some("overloaded"));
         let d = decode(r#"{"error":"bad things"}"#).unwrap();
         assert_eq!(d.error.as_deref(), Some("bad things"));
+    }
+
+    #[test]
+    fn content_is_kept_only_when_asked() {
+        let mut text = String::from("a");
+        decode_into(
+            r#"{"choices":[{"delta":{"content":" b\"c"}}]}"#,
+            Some(&mut text),
+        )
+        .unwrap();
+        decode_into(r#"{"choices":[{"text":" d"}]}"#, Some(&mut text)).unwrap();
+        assert_eq!(text, "a b\"c d");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use stampede_common::units::error_chain;
 use tokio::time::{Instant, timeout_at};
 use tokio_util::sync::CancellationToken;
 
-use self::decode::{Decoded, decode};
+use self::decode::{Decoded, decode, decode_into};
 use self::sse::SseParser;
 
 /// Settings of a client for one target.
@@ -31,6 +31,8 @@ pub struct ClientConfig {
     pub stream: bool,
     pub connect_timeout: Duration,
     pub first_token_timeout: Duration,
+    /// Longest gap between chunks once content flows.
+    pub idle_timeout: Option<Duration>,
     pub total_timeout: Duration,
 }
 
@@ -42,6 +44,10 @@ pub struct PreparedRequest {
     pub input_tokens: u32,
     pub max_tokens: u32,
     pub ignore_eos: bool,
+    /// The workload's request class.
+    pub class: u32,
+    /// Keep the answer's text on the timeline (a multi-turn session's next turn needs it).
+    pub capture_text: bool,
 }
 
 /// A client could not be built from its configuration.
@@ -141,6 +147,10 @@ impl OpenAiClient {
         let mut t = RequestTimeline::new(req.id, intended, sent, req.input_tokens);
         t.requested_output_tokens = req.max_tokens;
         t.ignore_eos = req.ignore_eos;
+        t.class = req.class;
+        if req.capture_text {
+            t.response_text = Some(String::new());
+        }
         let deadline = sent + self.config.total_timeout;
         let first_deadline = (sent + self.config.first_token_timeout).min(deadline);
         tokio::select! {
@@ -184,10 +194,10 @@ impl OpenAiClient {
         let mut raw: Vec<u8> = Vec::new();
         let mut done = false;
         loop {
-            let limit = if t.chunks.is_empty() {
-                first_deadline
-            } else {
-                deadline
+            let limit = match (t.chunks.last(), self.config.idle_timeout) {
+                (None, _) => first_deadline,
+                (Some(last), Some(idle)) => (last.at + idle).min(deadline),
+                (Some(_), None) => deadline,
             };
             let next = match timeout_at(limit, body.next()).await {
                 Err(_) => return timed_out(t, limit, deadline),
@@ -263,7 +273,8 @@ fn on_event(
         *done = true;
         return Ok(());
     }
-    let decoded = decode(data).map_err(|e| (ErrorClass::Malformed, truncate(&e.to_string())))?;
+    let decoded = decode_into(data, t.response_text.as_mut())
+        .map_err(|e| (ErrorClass::Malformed, truncate(&e.to_string())))?;
     if let Some(message) = decoded.error {
         return Err((
             ErrorClass::Malformed,
@@ -300,7 +311,7 @@ fn finish_unstreamed(t: &mut RequestTimeline, raw: &[u8], at: Instant) {
         Ok(s) => s,
         Err(_) => return fail(t, ErrorClass::Malformed, "the response body is not UTF-8"),
     };
-    match decode(text) {
+    match decode_into(text, t.response_text.as_mut()) {
         Err(e) => fail(t, ErrorClass::Malformed, &truncate(&e.to_string())),
         Ok(d) if d.error.is_some() => fail(
             t,
@@ -327,7 +338,13 @@ fn apply_usage_only(t: &mut RequestTimeline, d: &Decoded) {
 }
 
 fn timed_out(t: &mut RequestTimeline, limit: Instant, deadline: Instant) {
-    if limit < deadline && t.chunks.is_empty() {
+    if limit >= deadline {
+        fail(
+            t,
+            ErrorClass::TimeoutTotal,
+            "the response did not finish within the timeout",
+        );
+    } else if t.chunks.is_empty() {
         fail(
             t,
             ErrorClass::TimeoutFirstToken,
@@ -336,8 +353,8 @@ fn timed_out(t: &mut RequestTimeline, limit: Instant, deadline: Instant) {
     } else {
         fail(
             t,
-            ErrorClass::TimeoutTotal,
-            "the response did not finish within the timeout",
+            ErrorClass::TimeoutIdle,
+            "content stopped flowing for longer than the idle timeout",
         );
     }
 }

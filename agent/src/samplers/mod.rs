@@ -58,8 +58,15 @@ impl Note {
 /// Runs whose notes are remembered; the oldest is forgotten past this.
 const REMEMBERED_RUNS: usize = 16;
 
-/// The note keys already said, per run.
+/// The note keys already said in one run.
 type SaidNotes = Arc<Mutex<HashSet<String>>>;
+
+/// The note keys said in each recent run, with the runs in the order they came.
+#[derive(Debug, Default)]
+struct RunNotes {
+    runs: HashMap<String, SaidNotes>,
+    order: Vec<String>,
+}
 
 /// What the agent's samplers share across shares: NVML, loaded once, and what was said.
 #[derive(Debug, Clone, Default)]
@@ -67,8 +74,8 @@ pub struct MonitorEnv {
     pub gpus: Option<Arc<Gpus>>,
     /// Why there is no GPU, when there is none.
     pub gpu_unavailable: Option<String>,
-    /// Note keys said in each recent run, with the runs in the order they came.
-    said: Arc<Mutex<(HashMap<String, SaidNotes>, Vec<String>)>>,
+    /// What was said in each recent run.
+    said: Arc<Mutex<RunNotes>>,
 }
 
 impl MonitorEnv {
@@ -94,18 +101,17 @@ impl MonitorEnv {
 
     /// The notes already said in run `run_id`, shared by its shares' monitor threads.
     fn said(&self, run_id: &str) -> SaidNotes {
-        let mut guard = self.said.lock().unwrap_or_else(|p| p.into_inner());
-        let (runs, order) = &mut *guard;
-        if let Some(s) = runs.get(run_id) {
+        let mut notes = self.said.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = notes.runs.get(run_id) {
             return Arc::clone(s);
         }
-        if order.len() >= REMEMBERED_RUNS {
-            let oldest = order.remove(0);
-            runs.remove(&oldest);
+        if notes.order.len() >= REMEMBERED_RUNS {
+            let oldest = notes.order.remove(0);
+            notes.runs.remove(&oldest);
         }
-        order.push(run_id.to_string());
+        notes.order.push(run_id.to_string());
         let s = SaidNotes::default();
-        runs.insert(run_id.to_string(), Arc::clone(&s));
+        notes.runs.insert(run_id.to_string(), Arc::clone(&s));
         s
     }
 }

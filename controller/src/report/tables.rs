@@ -16,7 +16,7 @@ pub struct Table {
     pub states: Vec<Option<&'static str>>,
 }
 
-/// One row per step.
+/// One row per step, and one per request class of a mixed workload under its step.
 pub fn steps(run: &RunData, l: &Labels) -> Table {
     let headers = [
         l.col_step,
@@ -77,6 +77,28 @@ pub fn steps(run: &RunData, l: &Labels) -> Table {
             slo,
         ]);
         t.states.push(state);
+        // A mixed workload's classes, under their step.
+        for c in &s.classes {
+            t.rows.push(vec![
+                format!("{} · {}", s.name, c.name),
+                c.offered_qps
+                    .map_or_else(|| "-".to_string(), |q| format!("{}/s", num(q))),
+                num(c.achieved_qps),
+                num(c.throughput_rps),
+                ms(c.ttft_ms.p50, c.ttft_ms.count),
+                ms(c.ttft_ms.p99, c.ttft_ms.count),
+                ms(c.itl_ms.p50, c.itl_ms.count),
+                ms(c.itl_ms.p99, c.itl_ms.count),
+                ms(c.tpot_ms.p50, c.tpot_ms.count),
+                ms(c.e2e_ms.p50, c.e2e_ms.count),
+                ms(c.e2e_ms.p99, c.e2e_ms.count),
+                num(c.tokens.output_per_s),
+                num(c.goodput_qps),
+                num(c.rates.error_rate * 100.0),
+                "-".to_string(),
+            ]);
+            t.states.push(None);
+        }
     }
     t
 }

@@ -38,6 +38,8 @@ pub enum WriterMsg {
     /// Rows of resources.csv, one per sample per agent; the first row sent is the header
     /// (crate::monitor::MonitorRun::header).
     Resources(Vec<Vec<String>>),
+    /// An alert raised or resolved while the run went: a line of alerts.jsonl.
+    Alert(Box<crate::live::alerts::Alert>),
 }
 
 /// A handle to the results writer thread.
@@ -63,6 +65,9 @@ impl ResultsWriter {
             stages: csv_file(&dir, "stages.csv")?,
             resources: csv_file(&dir, "resources.csv")?,
             hlogs: HlogWriter::create(&dir)?,
+            alerts: BufWriter::new(File::create(dir.join("alerts.jsonl")).with_context(|| {
+                format!("cannot create {}", dir.join("alerts.jsonl").display())
+            })?),
             dir: dir.clone(),
         };
         let (tx, rx) = mpsc::channel();
@@ -115,6 +120,7 @@ struct Files {
     stages: csv::Writer<BufWriter<File>>,
     resources: csv::Writer<BufWriter<File>>,
     hlogs: HlogWriter,
+    alerts: BufWriter<File>,
 }
 
 impl Files {
@@ -130,6 +136,7 @@ impl Files {
         ] {
             w.flush().context("cannot flush a results file")?;
         }
+        self.alerts.flush().context("cannot write alerts.jsonl")?;
         Ok(())
     }
 
@@ -172,6 +179,14 @@ impl Files {
                 self.resources
                     .flush()
                     .context("cannot write resources.csv")?;
+            }
+            WriterMsg::Alert(alert) => {
+                serde_json::to_writer(&mut self.alerts, &alert)
+                    .context("cannot write alerts.jsonl")?;
+                self.alerts
+                    .write_all(b"\n")
+                    .and_then(|()| self.alerts.flush())
+                    .context("cannot write alerts.jsonl")?;
             }
         }
         Ok(())

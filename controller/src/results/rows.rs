@@ -8,7 +8,7 @@ use stampede_common::metrics::LatencySummary;
 use stampede_common::proto::RequestRecord;
 
 /// One merged interval of timeseries.csv; read back by `controller report`.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
 pub struct TimeseriesRow {
     /// Seconds since the run's first step started, at the end of the interval.
     pub elapsed_s: f64,
