@@ -98,6 +98,18 @@ duration = "4s"
     // input is above one turn's 40 tokens, and it sent more requests than its weight alone.
     assert!(per_request(&cls[3]) > 50.0, "{}", per_request(&cls[3]));
     assert_eq!(classes(&s["overall"]).len(), 4);
+    let stage_rows = read_csv(&ws.results_dir().join("stages.csv"));
+    let names: Vec<&str> = stage_rows.iter().map(|r| r["name"].as_str()).collect();
+    assert_eq!(
+        names,
+        vec![
+            "load",
+            "load · synthetic",
+            "load · templated",
+            "load · dataset",
+            "load · chat"
+        ]
+    );
     // requests.csv holds every turn.
     let rows = read_csv(&ws.results_dir().join("requests.csv"));
     assert_eq!(rows.len() as u64, n(&step["requests"]["sent"]));

@@ -159,9 +159,9 @@ pub struct ClassPlan {
     pub extra_body: Option<toml::Table>,
 }
 
-/// A dataset of prompts.
+/// A dataset of prompts: `dataset = "prompts.jsonl"`, or a table with the options.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, try_from = "DatasetForm")]
 pub struct DatasetPlan {
     /// Relative to the plan file's folder.
     pub file: PathBuf,
@@ -174,6 +174,53 @@ pub struct DatasetPlan {
     pub fit: Fit,
     /// Read only the first N rows.
     pub limit: Option<usize>,
+}
+
+/// A dataset as written: a path alone, or a table.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum DatasetForm {
+    File(PathBuf),
+    Table(toml::Table),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DatasetTable {
+    file: PathBuf,
+    format: Option<DatasetFormat>,
+    field: Option<String>,
+    #[serde(default)]
+    fit: Fit,
+    limit: Option<usize>,
+}
+
+impl TryFrom<DatasetForm> for DatasetPlan {
+    type Error = String;
+
+    fn try_from(f: DatasetForm) -> Result<Self, String> {
+        match f {
+            DatasetForm::File(file) => Ok(DatasetPlan {
+                file,
+                format: None,
+                field: None,
+                fit: Fit::None,
+                limit: None,
+            }),
+            DatasetForm::Table(t) => {
+                let d: DatasetTable = toml::Value::Table(t)
+                    .try_into()
+                    .map_err(|e: toml::de::Error| e.message().to_string())?;
+                Ok(DatasetPlan {
+                    file: d.file,
+                    format: d.format,
+                    field: d.field,
+                    fit: d.fit,
+                    limit: d.limit,
+                })
+            }
+        }
+    }
 }
 
 /// How a dataset file is laid out.
@@ -1682,6 +1729,12 @@ mod tests {
         .unwrap();
         assert_eq!(rows[0].messages, vec![user("q1")]);
         let rows = dataset(d, "t.txt", "one\n\ntwo\nthree\n", "limit = 2").unwrap();
+        let p: WorkloadPlan = toml::from_str("dataset = \"t.txt\"").unwrap();
+        assert_eq!(p.dataset.unwrap().file, Path::new("t.txt"));
+        assert!(
+            toml::from_str::<WorkloadPlan>("dataset = { file = \"t.txt\", fits = \"trim\" }")
+                .is_err()
+        );
         assert_eq!(rows.iter().map(|r| r.line).collect::<Vec<_>>(), vec![1, 3]);
         let rows = dataset(d, "q.jsonl", "{\"q\":\"x\"}\n", "field = \"q\"").unwrap();
         assert_eq!(rows[0].messages[0].content, "x");

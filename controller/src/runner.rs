@@ -751,7 +751,7 @@ impl Session<'_> {
         s.output_tokens_planned = p.output_tokens;
         s.classes = crate::workload::class_summaries(
             &self.ctx.workload,
-            &p.name,
+            &p.stage_name,
             Some(&p.load),
             p.duration,
             &agg.classes,
@@ -796,6 +796,12 @@ impl Session<'_> {
         let pass = s.slo.pass;
         self.writer
             .send(WriterMsg::Stage(Box::new(StageRow::from(&s))));
+        // A mixed workload's classes follow their step, named `step · class`.
+        for c in &s.classes {
+            let mut row = StageRow::from(c);
+            row.name = format!("{} · {}", s.name, c.name);
+            self.writer.send(WriterMsg::Stage(Box::new(row)));
+        }
         self.done.insert(agg.index, s);
         self.summary.stages = self.done.values().cloned().collect();
         self.writer

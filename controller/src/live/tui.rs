@@ -741,11 +741,17 @@ mod tests {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("src/live/snapshots")
             .join(format!("{name}.txt"));
-        if std::env::var_os("UPDATE_SNAPSHOTS").is_some() || !path.exists() {
+        if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(&path, text).unwrap();
         }
-        let stored = std::fs::read_to_string(&path).unwrap();
+        // A missing snapshot fails: a test that writes its own expectation cannot fail.
+        let stored = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "no snapshot at {} ({e}); create it with UPDATE_SNAPSHOTS=1 and review it",
+                path.display()
+            )
+        });
         assert_eq!(
             stored,
             text,
