@@ -357,6 +357,19 @@ fn killing_the_controller_stops_its_children() {
     let s: HashMap<String, Value> =
         serde_json::from_value(ws.summary()).expect("summary.json is whole");
     assert_eq!(s["schema"], "stampede.summary/v1");
+    // And `controller report` reads the killed run's folder: every interval written so far.
+    let dir = ws.results_dir();
+    let intervals = rows_if_any(&dir.join("timeseries.csv"));
+    assert!(intervals > 0);
+    let report = Command::new(controller_bin())
+        .arg("report")
+        .arg(&dir)
+        .output()
+        .expect("run controller report");
+    assert_eq!(report.status.code(), Some(0), "{}", text(&report));
+    let html = std::fs::read_to_string(dir.join("report.html")).expect("report.html");
+    assert!(html.contains("</html>"), "a whole report");
+    assert!(dir.join("report.md").exists());
 }
 
 /// Rows in a CSV file that may not exist yet.

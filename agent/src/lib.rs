@@ -3,6 +3,7 @@
 //! - [`service`]: the gRPC service (Hello, Run, Stop).
 //! - [`share`]: one share of one step: checks, start instant, deadlines.
 //! - [`scheduler`]: open-loop and closed-loop drivers.
+//! - [`pacer`]: releases arrivals within microseconds of their due time (a timer thread).
 //! - [`client`]: the streaming OpenAI client, its SSE parser and chunk decoder.
 //! - [`recorder`]: owns the histograms and counters, reports each interval.
 //! - [`samplers`]: GPU (NVML), host, processes and server metrics, on a thread of their own.
@@ -12,6 +13,7 @@
 
 pub mod client;
 pub mod monitor_only;
+pub mod pacer;
 pub mod recorder;
 pub mod samplers;
 pub mod scheduler;

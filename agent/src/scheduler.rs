@@ -5,6 +5,8 @@
 //! delays a send, and spawns one task per request, so a slow response never delays the next
 //! arrival. The intended send time travels with the request: lateness becomes schedule lag, and
 //! the corrected TTFT counts it, which is how coordinated omission is kept out of the results.
+//! Due times are waited for on the [`pacer`](crate::pacer), not tokio's millisecond timer, so
+//! that lag is the client's own and not the timer wheel's.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,6 +18,7 @@ use tokio::time::{Instant, sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use crate::client::OpenAiClient;
+use crate::pacer::ArrivalClock;
 use crate::recorder::ShareCounters;
 use crate::workload::{RequestBuilder, Turn};
 use stampede_common::timeline::RequestTimeline;
@@ -66,6 +69,7 @@ pub async fn open_loop(
     // A scale of 0 pauses: no arrival is due until the scale is set again, when the schedule
     // restarts from that instant.
     let mut paused = false;
+    let clock = ArrivalClock::global();
     while let Some(offset) = schedule.next() {
         let intended = origin + offset;
         if intended >= ctx.stop_at && !paused {
@@ -90,7 +94,7 @@ pub async fn open_loop(
                 continue;
             }
             () = sleep_until(ctx.stop_at), if paused => break,
-            () = sleep_until(intended), if !paused => {}
+            () = clock.sleep_until(intended), if !paused => {}
         }
         dispatch(&ctx, req, intended, cfg.max_in_flight, &rec);
         id += 1;
@@ -149,7 +153,7 @@ async fn wait_until_due(ctx: &ShareContext, intended: Instant) -> bool {
     tokio::select! {
         biased;
         () = ctx.soft_stop.cancelled() => false,
-        () = sleep_until(intended) => true,
+        () = ArrivalClock::global().sleep_until(intended) => true,
     }
 }
 

@@ -8,12 +8,16 @@
 //! - [`timeline`]: one request's instants and the metrics derived from them (DESIGN.md's table).
 //! - [`metrics`]: the histogram bundle (record, merge, V2 encode) and counters that add up.
 //! - [`schedule`]: arrival processes as pure functions of a seed and an index.
+//! - [`stage`]: a `[[stage]]`'s schema, checks and expansion into steps; [`probe`]: the
+//!   capacity search and limit tests as pure state machines; [`trace`]: trace files for replay.
+//! - [`pacer`]: sub-millisecond deadlines on a timer thread (simulator tokens, agent arrivals).
 //! - [`server_metrics`]: servers' Prometheus series mapped to common names.
 //! - [`proto`]: the generated gRPC code for `proto/stampede.proto`.
 //! - [`handshake`]: protocol version and the line a child process prints when it listens.
 
 pub mod handshake;
 pub mod metrics;
+pub mod pacer;
 pub mod plan;
 pub mod probe;
 pub mod proto;

@@ -19,6 +19,10 @@ pub struct ProbeOutcome {
     pub top_error: Option<(String, u64)>,
     pub ttft_p50_ms: f64,
     pub throughput_rps: f64,
+    /// Highest KV-cache usage the server reported during the step, percent (when scraped).
+    pub kv_cache_max_pct: Option<f64>,
+    /// The server reported preemptions during the step (when scraped).
+    pub preempted: bool,
 }
 
 impl ProbeOutcome {
@@ -76,6 +80,8 @@ enum Phase {
 
 /// Queueing "without bound": the median TTFT of a level this many times the first level's.
 pub const UNBOUNDED_QUEUE_FACTOR: f64 = 10.0;
+/// A KV cache this full, in percent, counts as full.
+pub const KV_FULL_PCT: f64 = 99.0;
 /// Rejections: an error rate above this at a level.
 pub const REJECT_RATE: f64 = 0.01;
 
@@ -241,6 +247,13 @@ impl ProbeRun {
                         false,
                         format!("rejects: {:.1}% errors ({top})", o.error_rate() * 100.0),
                     )
+                } else if o.preempted {
+                    (
+                        false,
+                        "preempts: the server preempted running requests".to_string(),
+                    )
+                } else if let Some(kv) = o.kv_cache_max_pct.filter(|kv| *kv >= KV_FULL_PCT) {
+                    (false, format!("fills its KV cache: {kv:.1}% used"))
                 } else if o.ttft_p50_ms > base * UNBOUNDED_QUEUE_FACTOR {
                     (
                         false,
@@ -519,6 +532,51 @@ mod tests {
             "{r:?}"
         );
         assert_eq!(r.recovered, Some(true));
+    }
+
+    #[test]
+    fn exhaustion_names_preemption_and_a_full_kv_cache() {
+        let probe = Probe::Concurrency {
+            from: 1,
+            to: 64,
+            factor: 2.0,
+            each: Duration::from_secs(1),
+        };
+        let closed = Load::Closed {
+            concurrency: 1,
+            think_time: Duration::ZERO,
+        };
+        let (_, r) = run(
+            ProbeRun::new(probe.clone(), template(closed.clone())),
+            |s| {
+                let Load::Closed { concurrency, .. } = s.load else {
+                    panic!()
+                };
+                ProbeOutcome {
+                    sent: 10,
+                    completed: 10,
+                    ttft_p50_ms: 50.0,
+                    kv_cache_max_pct: Some(if concurrency >= 4 { 100.0 } else { 40.0 }),
+                    ..Default::default()
+                }
+            },
+        );
+        assert_eq!(r.first_failing, Some(4.0));
+        assert!(r.failure_mode.unwrap().contains("KV cache"));
+        let (_, r) = run(ProbeRun::new(probe, template(closed)), |s| {
+            let Load::Closed { concurrency, .. } = s.load else {
+                panic!()
+            };
+            ProbeOutcome {
+                sent: 10,
+                completed: 10,
+                ttft_p50_ms: 50.0,
+                preempted: concurrency >= 8,
+                ..Default::default()
+            }
+        });
+        assert_eq!(r.first_failing, Some(8.0));
+        assert!(r.failure_mode.unwrap().contains("preempts"));
     }
 
     #[test]

@@ -103,7 +103,8 @@ enum AgentEvent {
 /// finish within the grace period, finish the files) or `abort` fires (finish the files now).
 ///
 /// # Errors
-/// When the plan is invalid, or the target or agents cannot be reached before the first step.
+/// When the plan is invalid, the target or agents cannot be reached before the first step, or
+/// a results file cannot be created or written (the run then stops early).
 pub async fn run(
     opts: RunOptions,
     interrupt: CancellationToken,
@@ -130,7 +131,9 @@ pub async fn run(
     let dir = opts
         .out
         .join(format!("{}-{}", sanitize(&plan.name), started.compact()));
-    let writer = ResultsWriter::create(dir.clone(), &plan.redacted_toml())?;
+    // A results file that cannot be written stops the run like a first Ctrl-C; `finish` then
+    // returns the error, so the run exits 1 naming it.
+    let writer = ResultsWriter::create(dir.clone(), &plan.redacted_toml(), interrupt.clone())?;
 
     let target = resolve(&plan.target, &dir, opts.time_scale).await?;
     let pre = preflight(
@@ -392,10 +395,26 @@ pub async fn run(
         Err(e) => writeln!(out, "warning: the report could not be written: {e:#}")?,
     }
 
+    // Requests that do not add up make the whole run doubtful: say so, and exit 3.
+    let unaccounted = summary
+        .analysis
+        .findings
+        .iter()
+        .any(|f| f.code == "accounting");
+    if unaccounted {
+        writeln!(
+            out,
+            "error: the request counts do not add up (sent != completed + failed + cancelled, or the error classes differ): the results are not valid evidence"
+        )?;
+    }
     let client_bound = measured.iter().any(is_client_bound);
     let exit_code = if interrupted {
         exit::INTERRUPTED
-    } else if overall.requests.sent == 0 || overall.requests.completed == 0 || client_bound {
+    } else if overall.requests.sent == 0
+        || overall.requests.completed == 0
+        || client_bound
+        || unaccounted
+    {
         exit::INVALID_EVIDENCE
     } else if !summary.slo_pass {
         exit::SLO_FAILED
@@ -448,6 +467,16 @@ fn probe_outcome(s: &StageSummary, names: &[String]) -> ProbeOutcome {
             .map(|(c, n)| (c.clone(), *n)),
         ttft_p50_ms: s.ttft_ms.p50,
         throughput_rps: s.throughput_rps,
+        kv_cache_max_pct: s
+            .resources
+            .stats
+            .get("server_kv_cache_usage_pct")
+            .map(|m| m.max),
+        preempted: s
+            .resources
+            .stats
+            .get("server_preemptions_per_s")
+            .is_some_and(|m| m.max > 0.0),
     }
 }
 

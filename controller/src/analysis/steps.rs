@@ -251,6 +251,27 @@ fn accounting(s: &StageSummary, lang: Lang, out: &mut Vec<Finding>) {
             json!({ "step": s.name, "requests": r }),
         ));
     }
+    let by_class: u64 = s
+        .errors
+        .iter()
+        .filter(|(class, _)| class.as_str() != "cancelled")
+        .map(|(_, n)| n)
+        .sum();
+    let cancelled = s.errors.get("cancelled").copied().unwrap_or(0);
+    if by_class != r.failed || cancelled != r.cancelled {
+        let (failed, n) = (r.failed, r.cancelled);
+        out.push(finding(
+            "critical",
+            "accounting",
+            tr!(
+                lang,
+                "{name}: {failed} requests failed and {n} were cancelled, but the error classes add up to {by_class} failed and {cancelled} cancelled",
+                "{name}：失败 {failed} 个、取消 {n} 个请求，但按错误类别合计为失败 {by_class} 个、取消 {cancelled} 个"
+            ),
+            None,
+            json!({ "step": s.name, "requests": r, "errors": s.errors }),
+        ));
+    }
     for a in &s.agents {
         let merged = ReportedCounts {
             sent: a.sent,
@@ -287,6 +308,33 @@ mod tests {
         let steps = [open_step("s", 10.0, 10.0)];
         let a = analyse_evidence(&Evidence::stages_only(&steps, false), Lang::En);
         assert!(a.findings.is_empty(), "{:?}", a.findings);
+    }
+
+    #[test]
+    fn requests_that_do_not_add_up_are_a_critical_accounting_finding() {
+        let mut lost = open_step("lost", 10.0, 10.0);
+        lost.requests.completed -= 1;
+        let mut classes = open_step("classes", 10.0, 10.0);
+        classes.requests.completed -= 3;
+        classes.requests.failed = 3;
+        classes.errors.insert("http_5xx".into(), 2);
+        let mut exact = open_step("exact", 10.0, 10.0);
+        exact.requests.completed -= 3;
+        exact.requests.failed = 2;
+        exact.requests.cancelled = 1;
+        exact.errors.insert("http_5xx".into(), 2);
+        exact.errors.insert("cancelled".into(), 1);
+        for (s, want) in [(lost, 1), (classes, 1), (exact, 0)] {
+            let steps = [s];
+            let a = analyse_evidence(&Evidence::stages_only(&steps, false), Lang::En);
+            let found: Vec<_> = a
+                .findings
+                .iter()
+                .filter(|f| f.code == "accounting")
+                .collect();
+            assert_eq!(found.len(), want, "{}: {:?}", steps[0].name, a.findings);
+            assert!(found.iter().all(|f| f.severity == "critical"));
+        }
     }
 
     #[test]

@@ -439,7 +439,12 @@ mod tests {
     #[test]
     fn the_window_holds_the_last_ten_seconds_and_breaches_alert() {
         let dir = tempfile::tempdir().unwrap();
-        let writer = ResultsWriter::create(dir.path().join("r"), "").unwrap();
+        let writer = ResultsWriter::create(
+            dir.path().join("r"),
+            "",
+            tokio_util::sync::CancellationToken::new(),
+        )
+        .unwrap();
         let hub = LiveHub::new(false);
         let mut feed = LiveFeed::new(
             hub.clone(),

@@ -1,6 +1,8 @@
 //! The results folder, written as the run goes by a thread of its own, so the controller's
 //! aggregation never waits on the disk. Rows are flushed as they come (a crash loses at most
 //! the last interval), and summary.json is replaced atomically (written aside, then renamed).
+//! A write that fails (a full disk, a folder gone) is never a silent gap: the writer prints the
+//! error at once and cancels the token it was given, which stops the run; `finish` returns it.
 //!
 //! - [`rows`]: the rows of the CSV files.
 //! - [`hlog`]: histograms/*.hlog, HdrHistogram interval logs.
@@ -19,6 +21,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use anyhow::{Context, anyhow};
+use tokio_util::sync::CancellationToken;
 
 use self::hlog::{HlogWriter, IntervalHistograms};
 use self::rows::{RequestRow, StageRow, TimeseriesRow};
@@ -51,11 +54,16 @@ pub struct ResultsWriter {
 }
 
 impl ResultsWriter {
-    /// Creates the folder, writes plan.toml, opens the CSV files and starts the thread.
+    /// Creates the folder, writes plan.toml, opens the CSV files and starts the thread, which
+    /// cancels `on_failure` when a write fails.
     ///
     /// # Errors
     /// When the folder or a file cannot be created.
-    pub fn create(dir: PathBuf, plan_toml: &str) -> anyhow::Result<Self> {
+    pub fn create(
+        dir: PathBuf,
+        plan_toml: &str,
+        on_failure: CancellationToken,
+    ) -> anyhow::Result<Self> {
         fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create the results folder {}", dir.display()))?;
         write_atomic(&dir.join("plan.toml"), plan_toml.as_bytes())?;
@@ -73,7 +81,15 @@ impl ResultsWriter {
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("results-writer".into())
-            .spawn(move || files.run(rx))
+            .spawn(move || {
+                let result = files.run(rx);
+                if let Err(e) = &result {
+                    // Printed now, not at the end of a long run: the run stops on this token.
+                    eprintln!("error: {e:#}: the results cannot be written, stopping the run");
+                    on_failure.cancel();
+                }
+                result
+            })
             .context("cannot start the results writer thread")?;
         Ok(ResultsWriter {
             dir,

