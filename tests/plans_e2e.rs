@@ -3,7 +3,7 @@
 
 mod util;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -79,29 +79,10 @@ fn the_rate_changes_while_a_step_runs() {
     let path = ws.write_plan(&format!(
         "name = \"rate\"\n{DETERMINISTIC}[workload]\ninput_tokens = 16\noutput_tokens = 4\n[[stage]]\nname = \"s\"\narrival = \"constant\"\nqps = 10\nduration = \"8s\"\n"
     ));
-    let child = Command::new(controller_bin())
-        .arg("run")
-        .arg(&path)
-        .args(["--plain", "--control-listen", &control, "--out"])
-        .arg(ws.out())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start controller");
+    let child = ws.spawn(&path, &["--control-listen", &control]);
     // Wait for the run to be under way, then triple the rate.
-    let written = || {
-        std::fs::read_dir(ws.out())
-            .into_iter()
-            .flatten()
-            .flatten()
-            .any(|d| {
-                let p = d.path().join("timeseries.csv");
-                p.exists() && !read_csv(&p).is_empty()
-            })
-    };
     assert!(
-        wait_for(Duration::from_secs(30), written),
+        ws.wait_for_first_interval(Duration::from_secs(30)),
         "the run started"
     );
     let set = Command::new(controller_bin())

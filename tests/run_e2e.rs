@@ -3,7 +3,7 @@
 mod util;
 
 use std::collections::HashMap;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -268,15 +268,7 @@ fn sigterm_stops_sending_finishes_the_files_and_leaves_no_child_behind() {
     let path = ws.write_plan(&plan(
         "[[stage]]\nname = \"long\"\nqps = 10\nduration = \"60s\"\n",
     ));
-    let child = Command::new(controller_bin())
-        .arg("run")
-        .arg(&path)
-        .args(["--plain", "--out"])
-        .arg(ws.out())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start controller");
+    let child = ws.spawn(&path, &[]);
     let pid = child.id();
     // Wait until the run is under way: the agent and the simulator are children by then.
     assert!(
@@ -318,30 +310,15 @@ fn killing_the_controller_stops_its_children() {
     let path = ws.write_plan(&plan(
         "[[stage]]\nname = \"long\"\nqps = 5\nduration = \"60s\"\n",
     ));
-    let mut child = Command::new(controller_bin())
-        .arg("run")
-        .arg(&path)
-        .args(["--plain", "--out"])
-        .arg(ws.out())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start controller");
+    let mut child = ws.spawn(&path, &[]);
     let pid = child.id();
     assert!(
         wait_for(Duration::from_secs(30), || children_of(pid).len() >= 2),
         "children started"
     );
     // Kill it once the run is under way and has written its first interval.
-    let written = || {
-        std::fs::read_dir(ws.out())
-            .into_iter()
-            .flatten()
-            .flatten()
-            .any(|d| rows_if_any(&d.path().join("timeseries.csv")) > 0)
-    };
     assert!(
-        wait_for(Duration::from_secs(30), written),
+        ws.wait_for_first_interval(Duration::from_secs(30)),
         "an interval was written"
     );
     let children = children_of(pid);

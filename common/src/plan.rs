@@ -439,18 +439,6 @@ impl Plan {
             .collect()
     }
 
-    /// The steps of the stages whose steps are known in advance, in order.
-    pub fn steps(&self) -> Vec<StepPlan> {
-        self.programs()
-            .unwrap_or_default()
-            .into_iter()
-            .flat_map(|p| match p {
-                StageProgram::Fixed(steps) => steps,
-                StageProgram::Adaptive { .. } => Vec::new(),
-            })
-            .collect()
-    }
-
     /// Multiplies every stage duration by `factor`, so a long plan runs quickly (`--time-scale`).
     pub fn scale_time(&mut self, factor: f64) {
         for stage in &mut self.stages {
@@ -645,7 +633,15 @@ output_tokens = 8
     #[test]
     fn a_good_plan_expands_into_steps() {
         let plan = parse(GOOD).unwrap();
-        let steps = plan.steps();
+        let steps: Vec<StepPlan> = plan
+            .programs()
+            .unwrap()
+            .into_iter()
+            .flat_map(|p| match p {
+                StageProgram::Fixed(steps) => steps,
+                StageProgram::Adaptive { .. } => panic!("no adaptive stage in this plan"),
+            })
+            .collect();
         assert_eq!(steps.len(), 3);
         assert_eq!(
             steps[0].load,

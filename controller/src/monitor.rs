@@ -16,6 +16,7 @@
 //! CPU figures in results are percent of the sampling host's cores (0 to 100), for the host,
 //! the agent and the target alike; the agent's figure is what the guard compares.
 
+use crate::results::rows::round3;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -549,10 +550,6 @@ impl Accum {
             max: round3(self.max),
         })
     }
-}
-
-fn round3(v: f64) -> f64 {
-    (v * 1000.0).round() / 1000.0
 }
 
 /// One GPU's figures over a step.

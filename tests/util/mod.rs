@@ -73,6 +73,14 @@ impl Workspace {
 
     /// Runs `controller run PLAN --plain --out OUT ARGS...` to its end.
     pub fn run(&self, plan: &Path, args: &[&str]) -> Output {
+        self.spawn(plan, args)
+            .wait_with_output()
+            .expect("run the controller")
+    }
+
+    /// Starts `controller run PLAN --plain --out OUT ARGS...` without waiting for it: standard
+    /// input closed, output captured.
+    pub fn spawn(&self, plan: &Path, args: &[&str]) -> Child {
         Command::new(controller_bin())
             .arg("run")
             .arg(plan)
@@ -80,8 +88,25 @@ impl Workspace {
             .arg("--out")
             .arg(self.out())
             .args(args)
-            .output()
-            .expect("run the controller")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the controller")
+    }
+
+    /// Waits until a run under `out()` has written its first interval to timeseries.csv.
+    pub fn wait_for_first_interval(&self, limit: Duration) -> bool {
+        wait_for(limit, || {
+            std::fs::read_dir(self.out())
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|d| {
+                    let p = d.path().join("timeseries.csv");
+                    p.exists() && !read_csv(&p).is_empty()
+                })
+        })
     }
 
     /// The one results folder the run created.

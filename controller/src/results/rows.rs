@@ -230,6 +230,7 @@ impl From<&StageSummary> for StageRow {
     }
 }
 
-fn round3(x: f64) -> f64 {
+/// Rounds to thousandths, so CSV columns read well.
+pub(crate) fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
