@@ -1,6 +1,7 @@
 //! Stampede's agent: a gRPC server that generates load for the stage shares a controller sends.
 //!
 //! - [`service`]: the gRPC service (Hello, Run, Stop).
+//! - [`security`]: the shared token, TLS and mutual TLS, and the clock this agent reports.
 //! - [`share`]: one share of one step: checks, start instant, deadlines.
 //! - [`scheduler`]: open-loop and closed-loop drivers.
 //! - [`pacer`]: releases arrivals within microseconds of their due time (a timer thread).
@@ -17,12 +18,14 @@ pub mod pacer;
 pub mod recorder;
 pub mod samplers;
 pub mod scheduler;
+pub mod security;
 pub mod service;
 pub mod share;
 pub mod workload;
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -30,10 +33,12 @@ use anyhow::Context;
 use clap::Parser;
 use stampede_common::handshake::LISTENING_PREFIX;
 use stampede_common::proto::agent_server::AgentServer;
+use stampede_common::remote::{AllowedTarget, TOKEN_ENV, Token, reachable_from_other_hosts};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
+use crate::security::{ServerSecurity, TokenCheck};
 use crate::service::{AgentIdentity, AgentService};
 
 /// `agent`: generates load for a controller.
@@ -44,9 +49,31 @@ use crate::service::{AgentIdentity, AgentService};
     about = "Stampede load agent: serves stage shares to a controller over gRPC"
 )]
 pub struct AgentArgs {
-    /// Address to listen on for the controller (port 0 picks a free port).
+    /// Address to listen on for the controller (port 0 picks a free port). An address other
+    /// hosts can reach (0.0.0.0, a LAN address) needs a shared token.
     #[arg(long, default_value = "127.0.0.1:7070")]
     pub listen: SocketAddr,
+    /// File holding the shared token every controller call must carry (at least 16 printable
+    /// characters; `openssl rand -hex 32` makes one). Without it, $STAMPEDE_TOKEN is used.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Serve TLS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Mutual TLS: accept only controllers whose client certificate this CA (PEM) signed.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Send only to this target, as HOST or HOST:PORT; repeat for several. Without any, the
+    /// agent sends wherever its controller says.
+    #[arg(long = "allow-target", value_name = "HOST[:PORT]", value_parser = AllowedTarget::parse)]
+    pub allow_target: Vec<AllowedTarget>,
+    /// Pretend this host's clock is off by this many milliseconds (tests of the controller's
+    /// clock alignment).
+    #[arg(long, hide = true, default_value_t = 0, allow_hyphen_values = true)]
+    pub clock_skew_ms: i64,
     /// Name reported to the controller; by default HOST-PID.
     #[arg(long)]
     pub id: Option<String>,
@@ -97,6 +124,22 @@ pub const MAX_MESSAGE: usize = 512 << 20;
 /// # Errors
 /// When the address cannot be bound or the server fails.
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    let token = Token::load(args.token_file.as_deref(), |v| std::env::var(v).ok())?;
+    if token.is_none() && reachable_from_other_hosts(&args.listen) {
+        anyhow::bail!(
+            "--listen {} can be reached from other hosts, and anyone who reaches it could send load anywhere: give a shared token with --token-file FILE or ${TOKEN_ENV} (the controller needs the same one), or listen on 127.0.0.1",
+            args.listen
+        );
+    }
+    let security = ServerSecurity {
+        token: TokenCheck::new(token),
+        tls: security::server_tls(
+            args.tls_cert.as_deref(),
+            args.tls_key.as_deref(),
+            args.tls_client_ca.as_deref(),
+        )?,
+    };
+    security::set_clock_skew_ms(args.clock_skew_ms);
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -109,27 +152,46 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         out.flush().context("cannot write to stdout")?;
     }
     workload::warm_up();
-    let service = AgentService::new(AgentIdentity::detect(args.id));
-    serve(listener, service, shutdown_signal(args.stop_on_stdin_eof)).await
+    let service =
+        AgentService::new(AgentIdentity::detect(args.id)).allow_targets(args.allow_target);
+    serve(
+        listener,
+        service,
+        security,
+        shutdown_signal(args.stop_on_stdin_eof),
+    )
+    .await
 }
 
-/// Serves the Agent service on `listener` until `shutdown` completes.
+/// Serves the Agent service on `listener` until `shutdown` completes; every call must pass
+/// `security`'s token check, and connections its TLS.
 ///
 /// # Errors
-/// When the gRPC server fails.
+/// When the TLS settings are refused or the gRPC server fails.
 pub async fn serve(
     listener: TcpListener,
     service: AgentService,
+    security: ServerSecurity,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = security.tls {
+        builder = builder
+            .tls_config(tls)
+            .context("the TLS certificate or key was refused")?;
+    }
+    let server = AgentServer::new(service).max_decoding_message_size(MAX_MESSAGE);
+    builder
         // Keep-alives detect a controller that vanished without closing its connection, so its
         // shares stop (the dead man's switch) instead of loading the target forever.
         .http2_keepalive_interval(Some(Duration::from_secs(1)))
         .http2_keepalive_timeout(Some(Duration::from_secs(3)))
         .tcp_nodelay(true)
         // A workload's datasets and tokenizer.json travel in LoadWorkload: past tonic's 4 MB.
-        .add_service(AgentServer::new(service).max_decoding_message_size(MAX_MESSAGE))
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            server,
+            security.token,
+        ))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await
         .context("the gRPC server failed")

@@ -4,6 +4,12 @@
 //! (aligned to the share's start) it encodes the interval's histograms and counters, resets them
 //! (reports carry deltas), and sends the report with any request records to the controller's
 //! stream. When every worker is done, it flushes the last partial interval and a summary.
+//!
+//! A slow controller never slows the sending: the recorder never waits on the stream while the
+//! share runs. When the stream's buffer is full at an interval's end, the interval is folded into
+//! the next one (counts and histograms lose nothing, only time resolution) and the report says
+//! how many were folded; request records wait in a bounded backlog, and those beyond it are
+//! dropped and counted. Only the last report and the summary wait for room.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -105,6 +111,20 @@ pub type EventSender = mpsc::Sender<Result<RunEvent, Status>>;
 /// Most records in one batch message.
 const RECORD_BATCH: usize = 512;
 
+/// Most request records waiting for room in the stream; beyond it they are dropped and counted
+/// (about 150 bytes each: a few MiB at most).
+const RECORD_BACKLOG: usize = 32_768;
+
+/// What a backed-up stream cost, since the last report and over the share.
+#[derive(Debug, Default)]
+struct Backlog {
+    /// Interval ends passed without a report since the last one sent.
+    coalesced: u32,
+    coalesced_total: u32,
+    records_dropped: u64,
+    records_dropped_total: u64,
+}
+
 /// A recorder for one share.
 pub struct Recorder {
     pub rx: mpsc::Receiver<RequestTimeline>,
@@ -148,17 +168,18 @@ impl Recorder {
         };
         let mut total = Counts::default();
         let mut skipped = 0u64;
+        let mut backlog = Backlog::default();
         let mut index = 0u32;
         let mut next_tick = self.start + self.interval;
         loop {
             tokio::select! {
                 biased;
                 msg = self.rx.recv() => match msg {
-                    Some(t) => self.take(&mut current, &t, &mut skipped),
+                    Some(t) => self.take(&mut current, &t, &mut skipped, &mut backlog),
                     None => break,
                 },
                 () = sleep_until(next_tick) => {
-                    if self.flush(&mut current, &mut total, index, next_tick).await.is_err() {
+                    if self.flush(&mut current, &mut total, index, next_tick, &mut backlog, false).await.is_err() {
                         return;
                     }
                     index += 1;
@@ -168,7 +189,7 @@ impl Recorder {
         }
         let now = Instant::now();
         if self
-            .flush(&mut current, &mut total, index, now)
+            .flush(&mut current, &mut total, index, now, &mut backlog, true)
             .await
             .is_err()
         {
@@ -178,11 +199,19 @@ impl Recorder {
             counts: Some(total),
             intervals: index + 1,
             records_skipped: skipped,
+            records_dropped: backlog.records_dropped_total,
+            coalesced_intervals: backlog.coalesced_total,
         };
         let _ = self.out.send(Ok(event(run_event::Event::Done(done)))).await;
     }
 
-    fn take(&self, cur: &mut Interval, t: &RequestTimeline, skipped: &mut u64) {
+    fn take(
+        &self,
+        cur: &mut Interval,
+        t: &RequestTimeline,
+        skipped: &mut u64,
+        backlog: &mut Backlog,
+    ) {
         cur.bundle.record(t);
         let good = self.goodput.met_by(t);
         count_outcome(&mut cur.counts, t, good);
@@ -191,7 +220,11 @@ impl Recorder {
             count_outcome(counts, t, good);
         }
         if self.record_every > 0 && t.id.is_multiple_of(u64::from(self.record_every)) {
-            cur.records.push(self.record(t));
+            if cur.records.len() < RECORD_BACKLOG {
+                cur.records.push(self.record(t));
+            } else {
+                backlog.records_dropped += 1;
+            }
         } else {
             *skipped += 1;
         }
@@ -216,21 +249,38 @@ impl Recorder {
         }
     }
 
-    /// Sends the interval `[index * interval, end)` and resets it.
+    /// Sends the interval `[index * interval, end)` and resets it; with the stream full (and
+    /// `last` false), folds it into the next one instead. Err when the controller is gone.
     async fn flush(
         &self,
         cur: &mut Interval,
         total: &mut Counts,
         index: u32,
         end: Instant,
+        backlog: &mut Backlog,
+        last: bool,
     ) -> Result<(), ()> {
+        use mpsc::error::TrySendError;
+        let permit = if last {
+            self.out.reserve().await.map_err(|_| ())?
+        } else {
+            match self.out.try_reserve() {
+                Ok(p) => p,
+                Err(TrySendError::Full(())) => {
+                    backlog.coalesced += 1;
+                    backlog.coalesced_total += 1;
+                    return Ok(());
+                }
+                Err(TrySendError::Closed(())) => return Err(()),
+            }
+        };
         cur.counts.sent = self.counters.sent.swap(0, Ordering::Relaxed);
         cur.counts.dropped = self.counters.dropped.swap(0, Ordering::Relaxed);
         *total += &cur.counts;
         let histograms = match cur.bundle.encode() {
             Ok(h) => h,
             Err(e) => {
-                let _ = self.out.send(Err(Status::internal(e.to_string()))).await;
+                permit.send(Err(Status::internal(e.to_string())));
                 return Err(());
             }
         };
@@ -252,7 +302,7 @@ impl Recorder {
             let histograms = match bundle.encode() {
                 Ok(h) => h,
                 Err(e) => {
-                    let _ = self.out.send(Err(Status::internal(e.to_string()))).await;
+                    permit.send(Err(Status::internal(e.to_string())));
                     return Err(());
                 }
             };
@@ -275,21 +325,29 @@ impl Recorder {
             recorder_overflow: self.counters.overflow.swap(0, Ordering::Relaxed),
             samples,
             classes,
+            coalesced_intervals: std::mem::take(&mut backlog.coalesced),
+            records_dropped: std::mem::take(&mut backlog.records_dropped),
         };
+        backlog.records_dropped_total += report.records_dropped;
         cur.bundle.reset();
-        self.out
-            .send(Ok(event(run_event::Event::Interval(report))))
-            .await
-            .map_err(|_| ())?;
+        permit.send(Ok(event(run_event::Event::Interval(report))));
+        // Records go while there is room; the rest wait in the backlog for the next interval
+        // (all of them at the last one).
         while !cur.records.is_empty() {
+            let permit = if last {
+                self.out.reserve().await.map_err(|_| ())?
+            } else {
+                match self.out.try_reserve() {
+                    Ok(p) => p,
+                    Err(TrySendError::Full(())) => break,
+                    Err(TrySendError::Closed(())) => return Err(()),
+                }
+            };
             let n = cur.records.len().min(RECORD_BATCH);
             let batch = RecordBatch {
                 records: cur.records.drain(..n).collect(),
             };
-            self.out
-                .send(Ok(event(run_event::Event::Records(batch))))
-                .await
-                .map_err(|_| ())?;
+            permit.send(Ok(event(run_event::Event::Records(batch))));
         }
         Ok(())
     }
@@ -297,4 +355,68 @@ impl Recorder {
 
 fn event(e: run_event::Event) -> RunEvent {
     RunEvent { event: Some(e) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A controller that stops reading for a while: the recorder keeps taking requests, folds
+    /// intervals instead of waiting, and in the end every request is in the counts exactly once.
+    #[tokio::test]
+    async fn a_stalled_stream_folds_intervals_and_loses_no_count() {
+        let (req_tx, req_rx) = mpsc::channel(4096);
+        let (out, mut events) = mpsc::channel(2);
+        let counters = Arc::new(ShareCounters::default());
+        let start = Instant::now();
+        let recorder = Recorder {
+            rx: req_rx,
+            out,
+            counters: Arc::clone(&counters),
+            start,
+            interval: Duration::from_millis(10),
+            goodput: GoodputLimits::default(),
+            record_every: 1,
+            samples: None,
+        };
+        let running = tokio::spawn(recorder.run());
+        // 300 requests over about 150 ms while nobody reads the stream.
+        for id in 0..300u64 {
+            let now = Instant::now();
+            let mut t = RequestTimeline::new(id, now, now, 10);
+            t.chunks
+                .push(stampede_common::timeline::ChunkArrival { at: now, tokens: 1 });
+            t.finished = Some(now);
+            counters.count_sent(0);
+            req_tx.send(t).await.unwrap();
+            if id % 20 == 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        drop(req_tx);
+        let (mut completed, mut sent, mut coalesced, mut records, mut dropped) = (0, 0, 0, 0, 0);
+        let mut done = None;
+        while let Some(ev) = events.recv().await {
+            match ev.unwrap().event.unwrap() {
+                run_event::Event::Interval(r) => {
+                    let c = r.counts.unwrap();
+                    completed += c.completed;
+                    sent += c.sent;
+                    coalesced += r.coalesced_intervals;
+                    dropped += r.records_dropped;
+                }
+                run_event::Event::Records(b) => records += b.records.len() as u64,
+                run_event::Event::Done(d) => done = Some(d),
+            }
+        }
+        running.await.unwrap();
+        let done = done.expect("a summary at the end");
+        assert_eq!((completed, sent), (300, 300));
+        assert_eq!(done.counts.unwrap().completed, 300);
+        assert!(coalesced > 0, "the stalled stream folded no interval");
+        assert_eq!(coalesced, done.coalesced_intervals);
+        // Within the backlog, no record is lost: each is sent or counted as dropped.
+        assert_eq!(records + dropped, 300);
+        assert_eq!(dropped, done.records_dropped);
+    }
 }

@@ -12,7 +12,7 @@ use stampede_common::proto::{
     HelloReply, HelloRequest, LoadWorkloadReply, LoadWorkloadRequest, RunEvent, SetRateReply,
     SetRateRequest, StageShare, StopReply, StopRequest,
 };
-use stampede_common::units::wall_clock_us;
+use stampede_common::remote::{AllowedTarget, check_target};
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -66,6 +66,8 @@ pub struct AgentService {
     pools: Arc<Mutex<HashMap<u64, reqwest::Client>>>,
     /// What the samplers share: NVML, loaded once.
     monitor: MonitorEnv,
+    /// Targets this agent may send to and scrape; empty: any.
+    allowed: Arc<Vec<AllowedTarget>>,
 }
 
 impl AgentService {
@@ -82,7 +84,31 @@ impl AgentService {
             pools: Arc::default(),
             next_share: Arc::default(),
             monitor,
+            allowed: Arc::default(),
         }
+    }
+
+    /// Limits the targets this agent sends to (and the endpoints it scrapes) to `allowed`.
+    #[must_use]
+    pub fn allow_targets(mut self, allowed: Vec<AllowedTarget>) -> Self {
+        self.allowed = Arc::new(allowed);
+        self
+    }
+
+    /// Refuses a share whose target or scraped endpoints are not on the allow-list.
+    fn check_allowed(&self, share: &StageShare) -> Result<(), Status> {
+        let target = share.target.as_ref().map(|t| t.base_url.as_str());
+        let scraped = share
+            .monitor
+            .iter()
+            .flat_map(|m| m.server_metrics_urls.iter().map(String::as_str));
+        for url in target.into_iter().chain(scraped) {
+            check_target(&self.allowed, url).map_err(|why| {
+                tracing::warn!(%url, "share refused by the allow-list");
+                Status::permission_denied(format!("agent {}: {why}", self.identity.id))
+            })?;
+        }
+        Ok(())
     }
 
     fn pool(&self, connect_timeout_us: u64) -> Result<reqwest::Client, Status> {
@@ -125,8 +151,9 @@ impl Agent for AgentService {
                 .as_ref()
                 .map(|g| g.inventory().to_vec())
                 .unwrap_or_default(),
-            clock_unix_us: wall_clock_us(),
+            clock_unix_us: crate::security::agent_clock_us(),
             gpu_unavailable: self.monitor.gpu_unavailable.clone().unwrap_or_default(),
+            allowed_targets: self.allowed.iter().map(ToString::to_string).collect(),
         }))
     }
 
@@ -134,6 +161,7 @@ impl Agent for AgentService {
 
     async fn run(&self, request: Request<StageShare>) -> Result<Response<Self::RunStream>, Status> {
         let share = request.into_inner();
+        self.check_allowed(&share)?;
         let (tx, rx) = mpsc::channel(EVENT_BUFFER);
         let (stops, running): (ShareStops, Pin<Box<dyn Future<Output = ()> + Send>>) =
             if share.monitor_only {
@@ -262,18 +290,62 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn a_matching_handshake_answers_with_a_clock_reading() {
-        let reply = service()
+    async fn hello(service: &AgentService) -> HelloReply {
+        service
             .hello(Request::new(HelloRequest {
                 protocol_version: PROTOCOL_VERSION,
                 controller_version: STAMPEDE_VERSION.into(),
             }))
             .await
             .unwrap()
-            .into_inner();
+            .into_inner()
+    }
+
+    #[tokio::test]
+    async fn a_matching_handshake_answers_with_a_clock_reading() {
+        let reply = hello(&service()).await;
         assert_eq!(reply.agent_id, "t");
-        assert!((reply.clock_unix_us - wall_clock_us()).abs() < 5_000_000);
+        assert!((reply.clock_unix_us - stampede_common::units::wall_clock_us()).abs() < 5_000_000);
+        assert!(reply.allowed_targets.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_share_for_a_target_off_the_allow_list_is_refused() {
+        let allowed = vec![AllowedTarget::parse("vllm.internal:8000").unwrap()];
+        let service = service().allow_targets(allowed);
+        let share = |url: &str, scrape: &str| StageShare {
+            target: Some(stampede_common::proto::Target {
+                base_url: url.into(),
+                ..Default::default()
+            }),
+            monitor: Some(stampede_common::proto::MonitorConfig {
+                server_metrics_urls: vec![scrape.into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let ok = "http://vllm.internal:8000/v1";
+        assert!(
+            service
+                .check_allowed(&share(ok, "http://vllm.internal:8000/metrics"))
+                .is_ok()
+        );
+        let err = match service
+            .run(Request::new(share("http://other:8000/v1", ok)))
+            .await
+        {
+            Err(e) => e,
+            Ok(_) => panic!("a target off the allow-list was accepted"),
+        };
+        assert_eq!(err.code(), tonic::Code::PermissionDenied);
+        assert!(err.message().contains("other:8000"), "{}", err.message());
+        // Scraping is sending too: an endpoint off the list is refused as well.
+        let err = service
+            .check_allowed(&share(ok, "http://10.0.0.9:9400/metrics"))
+            .unwrap_err();
+        assert!(err.message().contains("10.0.0.9:9400"), "{}", err.message());
+        let hello = hello(&service).await;
+        assert_eq!(hello.allowed_targets, vec!["vllm.internal:8000"]);
     }
 
     #[tokio::test]

@@ -347,7 +347,7 @@ impl PreparedShare {
 /// Converts the controller's start time (already on this agent's clock) to a monotonic instant.
 /// A start in the past starts now.
 pub(crate) fn start_instant(start_at_unix_us: i64) -> Instant {
-    let now_us = stampede_common::units::wall_clock_us();
+    let now_us = crate::security::agent_clock_us();
     let ahead = start_at_unix_us
         .saturating_sub(now_us)
         .clamp(0, 3_600_000_000);

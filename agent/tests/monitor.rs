@@ -44,9 +44,14 @@ async fn start() -> Servers {
         MonitorEnv::default(),
     );
     let (agent_stop, agent_stopped) = oneshot::channel::<()>();
-    tokio::spawn(stampede_agent::serve(agent_listener, service, async {
-        let _ = agent_stopped.await;
-    }));
+    tokio::spawn(stampede_agent::serve(
+        agent_listener,
+        service,
+        Default::default(),
+        async {
+            let _ = agent_stopped.await;
+        },
+    ));
     let agent = AgentClient::connect(format!("http://{agent_addr}"))
         .await
         .unwrap();

@@ -14,6 +14,8 @@
 //! - [`server_metrics`]: servers' Prometheus series mapped to common names.
 //! - [`proto`]: the generated gRPC code for `proto/stampede.proto`.
 //! - [`handshake`]: protocol version and the line a child process prints when it listens.
+//! - [`remote`]: what makes an agent safe on a network: the shared token and the target
+//!   allow-list.
 
 pub mod handshake;
 pub mod metrics;
@@ -21,6 +23,7 @@ pub mod pacer;
 pub mod plan;
 pub mod probe;
 pub mod proto;
+pub mod remote;
 pub mod schedule;
 pub mod server_metrics;
 pub mod stage;

@@ -207,6 +207,28 @@ pub struct GoodputPlan {
     pub e2e: Option<HumanDuration>,
 }
 
+/// A remote agent the plan runs its load on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentPlan {
+    /// `HOST:PORT`, or `dns:NAME:PORT` for every address NAME resolves to (a Kubernetes
+    /// headless Service).
+    pub addr: String,
+    /// Its share of the load against the other agents'; by default the cores it reports.
+    pub weight: Option<f64>,
+}
+
+/// What a run does when an agent stops answering mid-run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnAgentLost {
+    /// Keep its data up to its last interval and go on with the others; it may rejoin later.
+    #[default]
+    Continue,
+    /// Stop the run (exit 1): every step must have had its whole load.
+    Abort,
+}
+
 /// The whole plan, as written.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -240,6 +262,11 @@ pub struct Plan {
     /// Stop the run at the first step that fails a threshold.
     #[serde(default)]
     pub abort_on_slo_fail: bool,
+    /// Remote agents (`--agent` replaces them); none: local agents (`--agents N`).
+    #[serde(default)]
+    pub agents: Vec<AgentPlan>,
+    #[serde(default)]
+    pub on_agent_lost: OnAgentLost,
     /// The plan file's folder, against which its relative paths (traces) are read.
     #[serde(skip)]
     pub dir: PathBuf,
@@ -375,6 +402,26 @@ impl Plan {
             ));
         }
         issues.extend(self.monitor.validate());
+        for (i, a) in self.agents.iter().enumerate() {
+            let addr = a.addr.strip_prefix("dns:").unwrap_or(&a.addr);
+            if addr
+                .rsplit_once(':')
+                .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+            {
+                issues.push(whole(
+                    &format!("agents[{i}].addr"),
+                    format!("expected HOST:PORT or dns:NAME:PORT, got {:?}", a.addr),
+                ));
+            }
+            if let Some(w) = a.weight
+                && !(w.is_finite() && w > 0.0 && w <= 1e6)
+            {
+                issues.push(whole(
+                    &format!("agents[{i}].weight"),
+                    format!("expected a weight above 0, got {w}"),
+                ));
+            }
+        }
         for p in self.workload.problems(&self.dir) {
             let mut issue = match &p.span {
                 Some(span) => issue_at(text, span, &p.message),
@@ -744,6 +791,21 @@ output_tokens = 8
             .find(|i| i.field.as_deref() == Some("stage[1].name"))
             .unwrap();
         assert!(dup.line >= 9, "{err}");
+    }
+
+    #[test]
+    fn remote_agents_are_checked() {
+        let stage = "[[stage]]\nname = \"a\"\nqps = 1\nduration = \"1s\"\n";
+        let plan = parse(&format!("name = \"x\"\non_agent_lost = \"abort\"\n[[agents]]\naddr = \"10.0.0.5:7070\"\n[[agents]]\naddr = \"dns:agents.ns.svc:7070\"\nweight = 2\n{stage}")).unwrap();
+        assert_eq!(plan.agents.len(), 2);
+        assert_eq!(plan.agents[1].weight, Some(2.0));
+        assert_eq!(plan.on_agent_lost, OnAgentLost::Abort);
+        let err = parse(&format!("name = \"x\"\n[[agents]]\naddr = \"10.0.0.5\"\n[[agents]]\naddr = \"h:1\"\nweight = 0\n{stage}")).unwrap_err();
+        let fields: Vec<_> = err.issues.iter().filter_map(|i| i.field.clone()).collect();
+        assert_eq!(fields, ["agents[0].addr", "agents[1].weight"], "{err}");
+        let (msg, issue) = one_issue(&format!("name = \"x\"\non_agent_lost = \"retry\"\n{stage}"));
+        assert_eq!(issue.line, 2, "{msg}");
+        assert!(msg.contains("continue") && msg.contains("abort"), "{msg}");
     }
 
     #[test]

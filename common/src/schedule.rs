@@ -152,9 +152,52 @@ pub fn split_count(total: u32, weights: &[f64]) -> Vec<u32> {
     parts
 }
 
+/// Deals `n` items (a trace's requests, in order) among agents by weight: item `j` goes to
+/// agent `deal[j]`. Smooth weighted round-robin: every agent's count stays within one of its
+/// exact share at every prefix, so each agent's part spreads evenly over the trace. Agents of
+/// weight 0 get nothing.
+pub fn deal_by_weight(weights: &[f64], n: usize) -> Vec<usize> {
+    let sum: f64 = weights.iter().filter(|w| **w > 0.0).sum();
+    if sum <= 0.0 {
+        return Vec::new();
+    }
+    let mut credit = vec![0.0; weights.len()];
+    (0..n)
+        .map(|_| {
+            let mut best = 0;
+            for (i, w) in weights.iter().enumerate() {
+                if *w > 0.0 {
+                    credit[i] += w;
+                    if weights[best] <= 0.0 || credit[i] > credit[best] {
+                        best = i;
+                    }
+                }
+            }
+            credit[best] -= sum;
+            best
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dealing_follows_the_weights_and_spreads_evenly() {
+        let deal = deal_by_weight(&[2.0, 1.0, 0.0, 1.0], 400);
+        let count = |a: usize| deal.iter().filter(|&&d| d == a).count();
+        assert_eq!([count(0), count(1), count(2), count(3)], [200, 100, 0, 100]);
+        // At every prefix each agent is within one item of its exact share.
+        for (len, prefix) in (1..=deal.len()).map(|l| (l, &deal[..l])) {
+            for (a, w) in [(0usize, 0.5), (1, 0.25), (3, 0.25)] {
+                let got = prefix.iter().filter(|&&d| d == a).count() as f64;
+                assert!((got - w * len as f64).abs() <= 1.0, "agent {a} at {len}");
+            }
+        }
+        assert_eq!(deal_by_weight(&[1.0, 1.0], 4), vec![0, 1, 0, 1]);
+        assert!(deal_by_weight(&[0.0], 3).is_empty());
+    }
 
     #[test]
     fn constant_offsets_are_exact_and_do_not_drift() {

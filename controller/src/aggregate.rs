@@ -90,6 +90,8 @@ pub enum AgentEnd {
     Running,
     Done,
     Failed(String),
+    /// Not in the step: lost in an earlier one and not back yet.
+    Absent(String),
 }
 
 /// Everything known about one step while and after it runs.
@@ -116,6 +118,10 @@ pub struct StepAggregate {
     pub resources: StepResources,
     /// Each request class's counts and histograms, by class index (mixed workloads only).
     pub classes: Vec<(Counts, HistogramBundle)>,
+    /// Each agent's weight in the step's split (0: not in the step).
+    pub weights: Vec<f64>,
+    /// Each agent's intervals folded and records dropped on a full stream.
+    pub backlog: Vec<(u32, u64)>,
 }
 
 impl StepAggregate {
@@ -134,6 +140,8 @@ impl StepAggregate {
             points: Vec::new(),
             resources: StepResources::default(),
             classes: Vec::new(),
+            weights: vec![1.0; agents],
+            backlog: vec![(0, 0); agents],
         }
     }
 
@@ -169,6 +177,8 @@ impl StepAggregate {
             .samples
             .extend(report.samples.iter().map(|s| (agent, s.clone())));
         self.agent_merged[agent] += &counts;
+        self.backlog[agent].0 += report.coalesced_intervals;
+        self.backlog[agent].1 += report.records_dropped;
         crate::workload::merge_class_reports(&mut self.classes, &report.classes)?;
         self.last_index[agent] =
             Some(self.last_index[agent].map_or(report.index, |i| i.max(report.index)));
@@ -184,9 +194,27 @@ impl StepAggregate {
 
     /// Records that an agent's share failed or its stream broke.
     pub fn on_failed(&mut self, agent: usize, why: String) -> Vec<MergedInterval> {
+        self.lose(agent, why);
+        self.take_complete()
+    }
+
+    /// Records that an agent's share failed, leaving the intervals it completes for
+    /// [`take_ready`](Self::take_ready).
+    pub fn lose(&mut self, agent: usize, why: String) {
         if self.ends[agent] == AgentEnd::Running {
             self.ends[agent] = AgentEnd::Failed(why);
         }
+    }
+
+    /// Records that an agent takes no part in the step.
+    pub fn on_absent(&mut self, agent: usize, why: String) {
+        if self.ends[agent] == AgentEnd::Running {
+            self.ends[agent] = AgentEnd::Absent(why);
+        }
+    }
+
+    /// Intervals no agent is still to report, in order.
+    pub fn take_ready(&mut self) -> Vec<MergedInterval> {
         self.take_complete()
     }
 

@@ -130,12 +130,30 @@ pub struct CompareArgs {
 pub struct RunArgs {
     /// The plan file (TOML).
     pub plan: PathBuf,
-    /// Number of local agents to start (ignored when --agent is given).
+    /// Number of local agents to start (ignored when --agent or the plan's [[agents]] name
+    /// remote ones).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub agents: u16,
-    /// An agent to use instead of local ones, as HOST:PORT; repeat for several.
+    /// A remote agent, as HOST:PORT, or dns:NAME:PORT for every address NAME resolves to (a
+    /// Kubernetes headless Service); repeat for several. Replaces the plan's [[agents]].
     #[arg(long = "agent", value_name = "HOST:PORT")]
     pub agent: Vec<String>,
+    /// File holding the token the agents require (else $STAMPEDE_TOKEN).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Reach the agents over TLS, trusting the CA in this PEM file.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// Mutual TLS: this controller's client certificate (PEM); needs --tls-key and --tls-ca.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// The name the agents' certificates carry, when it is not the host they are dialled by
+    /// (an IP address from dns:, for instance).
+    #[arg(long, value_name = "NAME")]
+    pub tls_domain: Option<String>,
     /// Plain output: one line per interval, for logs and CI.
     #[arg(long)]
     pub plain: bool,
@@ -304,10 +322,25 @@ async fn run_command(args: RunArgs) -> u8 {
             }
         }
     }
+    let security = match pool::AgentSecurity::load(
+        args.token_file.as_deref(),
+        args.tls_ca.as_deref(),
+        args.tls_cert.as_deref(),
+        args.tls_key.as_deref(),
+        args.tls_domain.as_deref(),
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            drop(dashboard);
+            eprintln!("error: {e:#}");
+            return exit::ERROR;
+        }
+    };
     let opts = RunOptions {
         plan: args.plan,
         agents: usize::from(args.agents),
         agent_addrs: args.agent,
+        security,
         plain: args.plain,
         out: args.out,
         time_scale: args.time_scale,

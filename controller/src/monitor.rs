@@ -47,9 +47,10 @@ pub fn load_agents(agents: &[AgentHandle]) -> usize {
 pub async fn add_monitor_agents(
     mut agents: Vec<AgentHandle>,
     plan: &MonitorPlan,
+    security: &crate::pool::AgentSecurity,
 ) -> anyhow::Result<Vec<AgentHandle>> {
     for addr in &plan.agents {
-        let mut a = connect(agents.len(), addr, None)
+        let mut a = connect(agents.len(), addr, None, None, security)
             .await
             .with_context(|| format!("[monitor] agents: {addr}"))?;
         a.monitor_only = true;
@@ -794,7 +795,11 @@ mod tests {
         AgentHandle {
             index,
             addr: "127.0.0.1:9".into(),
-            client: stampede_common::proto::agent_client::AgentClient::new(channel),
+            client: stampede_common::proto::agent_client::AgentClient::with_interceptor(
+                channel,
+                crate::pool::TokenHeader::default(),
+            ),
+            weight: 2.0,
             hello: HelloReply {
                 agent_id: id.into(),
                 cores: 2,

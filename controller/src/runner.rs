@@ -8,17 +8,21 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
 use stampede_common::metrics::HistogramBundle;
-use stampede_common::plan::{ApiKind, Load, Plan, StageProgram, StepKind, StepPlan, expand_env};
+use stampede_common::plan::{
+    ApiKind, Load, OnAgentLost, Plan, StageProgram, StepKind, StepPlan, expand_env,
+};
 use stampede_common::probe::{ProbeOutcome, ProbeResult, ProbeRun};
 use stampede_common::proto::{
     self, Api, ClosedLoop, OpenLoop, RateReply, RequestSlo, SetRateRequest, StageShare,
     StopRequest, run_event, stage_share,
 };
-use stampede_common::schedule::{ArrivalKind, split_count, split_rate};
+use stampede_common::schedule::{ArrivalKind, deal_by_weight, split_count, split_rate};
 use stampede_common::stage::Probe;
 use stampede_common::units::micros;
 use stampede_common::units::wall_clock_us;
@@ -31,14 +35,17 @@ use crate::analysis::{analyse, is_client_bound};
 use crate::control::{ControlRequest, RateCommand, serve_control, spawn_stdin_reader};
 use crate::live;
 use crate::monitor::{MonitorRun, add_monitor_agents, gpu_inventory, load_agents};
-use crate::pool::{AgentHandle, connect, spawn_local};
+use crate::pool::{
+    AgentHandle, AgentSecurity, AgentSpec, DNS_WAIT, check_allows, connect, expand_dns,
+    resolve_waiting, spawn_local,
+};
 use crate::recovery::recovery;
 use crate::results::hlog::IntervalHistograms;
 use crate::results::rows::{RequestRow, StageRow, TimeseriesRow};
 use crate::results::{ResultsWriter, WriterMsg};
 use crate::summary::{
-    AgentInfo, AgentShare, Manifest, RateChangeRecord, ReportedCounts, RunSummary, SCHEMA,
-    StageSummary, TargetInfo, fnv1a64,
+    AgentEventRecord, AgentInfo, AgentShare, Manifest, RateChangeRecord, ReportedCounts,
+    RunSummary, SCHEMA, StageSummary, TargetInfo, fnv1a64,
 };
 use crate::target::{preflight, resolve};
 use crate::wallclock::UtcTime;
@@ -47,6 +54,13 @@ use crate::wallclock::UtcTime;
 const LEAD: Duration = Duration::from_millis(500);
 /// After a stop, how long streams may take beyond the grace period before they are abandoned.
 const STOP_SLACK: Duration = Duration::from_secs(10);
+/// An agent silent for this many intervals (and at least [`LOST_AFTER_MIN`]) is lost.
+const LOST_AFTER_INTERVALS: u32 = 5;
+const LOST_AFTER_MIN: Duration = Duration::from_secs(5);
+/// How often silent agents are looked for.
+const HEARTBEAT_CHECK: Duration = Duration::from_millis(500);
+/// How often a lost agent is dialled again.
+const REJOIN_EVERY: Duration = Duration::from_secs(2);
 
 /// What `controller run` was asked to do.
 #[derive(Debug, Clone)]
@@ -54,8 +68,10 @@ pub struct RunOptions {
     pub plan: PathBuf,
     /// Local agents to start when no address is given.
     pub agents: usize,
-    /// Agents to connect to instead of starting local ones.
+    /// Agents to connect to instead of starting local ones (or the plan's `[[agents]]`).
     pub agent_addrs: Vec<String>,
+    /// The token and TLS settings agents are reached with.
+    pub security: crate::pool::AgentSecurity,
     pub plain: bool,
     /// Parent folder of the run's results folder.
     pub out: PathBuf,
@@ -155,8 +171,12 @@ pub async fn run(
         }
     )?;
 
-    let agents = bring_up_agents(&opts).await?;
-    let agents = add_monitor_agents(agents, &plan.monitor).await?;
+    let agents = bring_up_agents(&opts, &plan).await?;
+    let agents = add_monitor_agents(agents, &plan.monitor, &opts.security).await?;
+    // An agent whose allow-list leaves out the target says so now, not at the first step.
+    for a in &agents[..load_agents(&agents)] {
+        check_allows(a, &target.base_url)?;
+    }
     crate::workload::load_on_agents(&agents[..load_agents(&agents)], &workload).await?;
     for a in &agents {
         writeln!(
@@ -204,6 +224,7 @@ pub async fn run(
                 cores: a.hello.cores,
                 version: a.hello.agent_version.clone(),
                 local: a.child.is_some(),
+                weight: a.weight,
                 clock: a.clock,
                 monitor_only: a.monitor_only,
             })
@@ -215,6 +236,7 @@ pub async fn run(
         probes: Vec::new(),
         rate_changes: Vec::new(),
         alerts: BTreeMap::new(),
+        agent_events: Vec::new(),
         manifest: Manifest {
             stampede_version: stampede_common::handshake::STAMPEDE_VERSION,
             protocol_version: stampede_common::handshake::PROTOCOL_VERSION,
@@ -240,6 +262,7 @@ pub async fn run(
         run_id: format!("{}-{}", sanitize(&plan.name), started.compact()),
         monitoring,
         workload,
+        security: opts.security.clone(),
     };
     let (control_tx, control_rx) = mpsc::channel(16);
     let feed = live::LiveFeed::start(
@@ -263,9 +286,18 @@ pub async fn run(
     let programs = plan
         .programs()
         .map_err(|e| anyhow::anyhow!("{}: {e}", opts.plan.display()))?;
+    let (rejoin_tx, rejoin_rx) = mpsc::unbounded_channel();
     let mut session = Session {
         ctx: &ctx,
-        agents: &agents,
+        lost: vec![None; agents.len()],
+        heard: Arc::new((0..agents.len()).map(|_| AtomicU64::new(0)).collect()),
+        heard_base: Instant::now(),
+        rejoin_tx,
+        rejoin_rx,
+        rejoin_stop: CancellationToken::new(),
+        agent_aborted: false,
+        rejoined_unplaced: Vec::new(),
+        agents,
         writer: &writer,
         summary: &mut summary,
         done: BTreeMap::new(),
@@ -327,11 +359,14 @@ pub async fn run(
         }
     }
     session.summary.alerts = session.live.alert_counts();
-    let (interrupted, slo_aborted, finished) = (
+    session.rejoin_stop.cancel();
+    let (interrupted, slo_aborted, agent_aborted, finished) = (
         session.interrupted,
         session.slo_aborted,
+        session.agent_aborted,
         std::mem::take(&mut session.finished),
     );
+    let agents = std::mem::take(&mut session.agents);
 
     // Overall: every measured step's histograms merged, counters added; warm-up is left out.
     let mut bundle = HistogramBundle::new();
@@ -372,7 +407,7 @@ pub async fn run(
     summary.finished_at = Some(UtcTime::now().rfc3339());
     summary.status = if interrupted {
         "interrupted"
-    } else if slo_aborted {
+    } else if slo_aborted || agent_aborted {
         "aborted"
     } else {
         "completed"
@@ -410,6 +445,8 @@ pub async fn run(
     let client_bound = measured.iter().any(is_client_bound);
     let exit_code = if interrupted {
         exit::INTERRUPTED
+    } else if agent_aborted {
+        exit::ERROR
     } else if overall.requests.sent == 0
         || overall.requests.completed == 0
         || client_bound
@@ -514,12 +551,29 @@ struct RunContext<'a> {
     monitoring: MonitorRun,
     /// The workload, loaded on every load agent.
     workload: crate::workload::RunWorkload,
+    /// How agents are reached (and reached again when they rejoin).
+    security: AgentSecurity,
 }
 
 /// The state of a run across its stages.
 struct Session<'a> {
     ctx: &'a RunContext<'a>,
-    agents: &'a [AgentHandle],
+    /// Load agents first, then monitor-only agents; a rejoined agent takes its old place.
+    agents: Vec<AgentHandle>,
+    /// Why each agent is out of the run, while it is.
+    lost: Vec<Option<String>>,
+    /// When each agent's last message arrived, in microseconds since `heard_base` (the
+    /// streams' readers write it, so a busy merge loop cannot make an agent look silent).
+    heard: Arc<Vec<AtomicU64>>,
+    heard_base: Instant,
+    /// Lost agents dialled again, handshaken and loaded, ready for the next step.
+    rejoin_tx: mpsc::UnboundedSender<AgentHandle>,
+    rejoin_rx: mpsc::UnboundedReceiver<AgentHandle>,
+    rejoin_stop: CancellationToken,
+    /// An agent was lost and the plan says `on_agent_lost = "abort"`.
+    agent_aborted: bool,
+    /// `agent_events` of rejoins whose first step has not started yet.
+    rejoined_unplaced: Vec<usize>,
     writer: &'a ResultsWriter,
     summary: &'a mut RunSummary,
     /// Summaries of finished steps by their number in the run.
@@ -543,7 +597,7 @@ struct Session<'a> {
 
 impl Session<'_> {
     fn stopped(&self) -> bool {
-        self.interrupted || self.slo_aborted || self.abort.is_cancelled()
+        self.interrupted || self.slo_aborted || self.agent_aborted || self.abort.is_cancelled()
     }
 
     /// Runs `steps` back to back from now and merges their events until every one is done.
@@ -555,10 +609,10 @@ impl Session<'_> {
     ) -> anyhow::Result<Vec<StageSummary>> {
         let base = self.next_step_no;
         self.next_step_no += steps.len();
-        let agents = self.agents;
         let writer = self.writer;
         let (tx, mut rx) = mpsc::channel::<AgentEvent>(4096);
         let grace = self.ctx.plan.grace.0;
+        let lost_after = (self.ctx.plan.interval.0 * LOST_AFTER_INTERVALS).max(LOST_AFTER_MIN);
         let mut aggregates: BTreeMap<usize, StepAggregate> = BTreeMap::new();
         let first_start_us = wall_clock_us() + i64::try_from(micros(LEAD)).unwrap_or(0);
         let run_start_us = *self.run_start_us.get_or_insert(first_start_us);
@@ -569,21 +623,23 @@ impl Session<'_> {
             starts.push(t);
             t += i64::try_from(micros(s.duration)).unwrap_or(i64::MAX / 4);
         }
+        let local_start_of = |k: usize| {
+            local_start
+                + Duration::from_micros(u64::try_from(starts[k] - first_start_us).unwrap_or(0))
+        };
         let start_offset_s = |k: usize| (starts[k] - run_start_us) as f64 / 1e6;
         let mut next = 0usize;
         let mut stop_deadline: Option<Instant> = None;
         let far = || Instant::now() + Duration::from_secs(3600);
+        let mut heartbeat = tokio::time::interval(HEARTBEAT_CHECK);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let halted = self.interrupted || self.slo_aborted;
+            let halted = self.stopped();
             if (next >= steps.len() || halted) && aggregates.is_empty() {
                 break;
             }
             let launch_at = if next < steps.len() && !halted {
-                local_start
-                    + Duration::from_micros(
-                        u64::try_from(starts[next] - first_start_us).unwrap_or(0),
-                    )
-                    - LEAD
+                local_start_of(next) - LEAD
             } else {
                 far()
             };
@@ -593,7 +649,7 @@ impl Session<'_> {
                 () = self.abort.cancelled() => {
                     self.interrupted = true;
                     for (_, mut agg) in std::mem::take(&mut aggregates) {
-                        for a in 0..agents.len() {
+                        for a in 0..self.agents.len() {
                             agg.on_failed(a, "abandoned: the run was aborted".into());
                         }
                         self.finish_step(agg);
@@ -603,12 +659,12 @@ impl Session<'_> {
                 () = self.interrupt.cancelled(), if !self.interrupted => {
                     self.interrupted = true;
                     writeln!(out, "interrupted: stopping the agents; requests in flight get {}s", grace.as_secs_f64())?;
-                    stop_all(agents, &self.ctx.run_id).await;
+                    stop_all(&self.agents, &self.ctx.run_id).await;
                     stop_deadline = Some(Instant::now() + grace + STOP_SLACK);
                 }
                 () = sleep_until(abandon_at), if stop_deadline.is_some() => {
                     for (_, mut agg) in std::mem::take(&mut aggregates) {
-                        for a in 0..agents.len() {
+                        for a in 0..self.agents.len() {
                             agg.on_failed(a, "abandoned: no answer after the stop".into());
                         }
                         self.finish_step(agg);
@@ -616,25 +672,48 @@ impl Session<'_> {
                 }
                 () = sleep_until(launch_at), if next < steps.len() && !halted => {
                     let step = &steps[next];
-                    let mut agg = StepAggregate::new(base + next, step.clone(), agents.len());
+                    let g = base + next;
+                    let n_load = load_agents(&self.agents);
+                    let active: Vec<bool> = self.lost[..n_load].iter().map(Option::is_none).collect();
+                    if !active.contains(&true) {
+                        writeln!(out, "aborting: every agent is lost, none is left to run {}", step.name)?;
+                        self.agent_aborted = true;
+                        continue;
+                    }
+                    for e in std::mem::take(&mut self.rejoined_unplaced) {
+                        step.name.clone_into(&mut self.summary.agent_events[e].step);
+                    }
+                    let mut agg = StepAggregate::new(g, step.clone(), self.agents.len());
                     agg.resources = self.ctx.monitoring.step(step, start_offset_s(next));
+                    let step_start = local_start_of(next);
+                    for (i, why) in self.lost.iter().enumerate() {
+                        if let Some(why) = why {
+                            agg.on_absent(i, format!("absent: lost earlier ({why})"));
+                        } else {
+                            // Silence is counted from the step's start, not from the last step.
+                            self.heard_at(i, step_start);
+                        }
+                    }
+                    let streams = Streams { tx: &tx, heard: &self.heard, heard_base: self.heard_base };
+                    launch(self.ctx, g, step, starts[next], &self.agents[..n_load], &active, &streams, &mut agg);
                     // Monitor-only agents come after the load agents: they get the step's
                     // window to sample and no load.
-                    let n_load = load_agents(agents);
-                    launch(self.ctx, base + next, step, starts[next], &agents[..n_load], &tx, &mut agg);
-                    for (i, m) in agents.iter().enumerate().skip(n_load) {
+                    for (i, m) in self.agents.iter().enumerate().skip(n_load) {
+                        if self.lost[i].is_some() {
+                            continue;
+                        }
                         let share = self.ctx.monitoring.monitor_share(
                             &self.ctx.run_id,
-                            base + next,
+                            g,
                             step,
                             starts[next] + m.clock.offset_us,
                             i,
                             m,
                         );
-                        forward(m, share, base + next, i, &tx);
+                        forward(m, share, g, i, &streams);
                     }
-                    aggregates.insert(base + next, agg);
-                    self.live.step_started(base + next, step, start_offset_s(next));
+                    aggregates.insert(g, agg);
+                    self.live.step_started(g, step, start_offset_s(next));
                     next += 1;
                 }
                 Some((cmd, reply)) = next_control(&mut self.control) => {
@@ -644,62 +723,253 @@ impl Session<'_> {
                     }
                     let _ = reply.send(answer);
                 }
+                Some(handle) = self.rejoin_rx.recv() => {
+                    let i = handle.index;
+                    writeln!(out, "agent {} at {} rejoined (clock offset {:+.3} ms ± {:.3} ms); it takes part from the next step",
+                        handle.hello.agent_id, handle.addr,
+                        handle.clock.offset_us as f64 / 1000.0, handle.clock.uncertainty_us as f64 / 1000.0)?;
+                    let who = (handle.hello.agent_id.clone(), handle.addr.clone());
+                    // The step it joins is named when that step starts.
+                    self.rejoined_unplaced.push(self.summary.agent_events.len());
+                    self.record_agent_event(who, "rejoined", "", "handshake and workload done".into(), run_start_us);
+                    let old = std::mem::replace(&mut self.agents[i], handle);
+                    self.agents[i].child = old.child;
+                    self.agents[i].monitor_only = old.monitor_only;
+                    self.lost[i] = None;
+                }
+                _ = heartbeat.tick() => {
+                    // Queued events mean the merge loop is behind, not that an agent is silent.
+                    if !rx.is_empty() {
+                        continue;
+                    }
+                    let silent: Vec<(usize, Duration)> = (0..self.agents.len())
+                        .filter(|&i| self.lost[i].is_none() && aggregates.values().any(|a| a.ends[i] == AgentEnd::Running))
+                        .filter_map(|i| {
+                            let quiet = self.silence(i);
+                            (quiet > lost_after).then_some((i, quiet))
+                        })
+                        .collect();
+                    for (i, quiet) in silent {
+                        let why = format!("no report for {:.1}s", quiet.as_secs_f64());
+                        self.lose_agent(i, &why, &mut aggregates, run_start_us, out).await?;
+                    }
+                    self.settle_all(&mut aggregates, &steps, base, &start_offset_s, &mut stop_deadline, out).await?;
+                }
                 Some(ev) = rx.recv() => {
-                    let (g, completed) = match ev {
+                    match ev {
                         AgentEvent::Event { step, agent, event } => {
                             let Some(agg) = aggregates.get_mut(&step) else { continue };
+                            // Whatever a lost agent sends late is left out: its share ended
+                            // when it was declared lost.
+                            if agg.ends[agent] != AgentEnd::Running {
+                                continue;
+                            }
+                            let id = self.agents[agent].hello.agent_id.clone();
                             let merged = match *event {
                                 run_event::Event::Interval(report) => match agg.on_interval(agent, &report) {
                                     Ok(m) => m,
-                                    Err(e) => agg.on_failed(agent, format!("bad report from agent {}: {e}", agents[agent].hello.agent_id)),
+                                    Err(e) => agg.on_failed(agent, format!("bad report from agent {id}: {e}")),
                                 },
                                 run_event::Event::Records(batch) => {
                                     let rows = batch
                                         .records
                                         .iter()
-                                        .map(|r| RequestRow::of(r, &agg.plan.name, &agents[agent].hello.agent_id))
+                                        .map(|r| RequestRow::of(r, &agg.plan.name, &id))
                                         .collect();
                                     writer.send(WriterMsg::Requests(rows));
                                     Vec::new()
                                 }
                                 run_event::Event::Done(done) => agg.on_done(agent, &done),
                             };
-                            (step, merged)
+                            self.emit(step, merged, &steps, base, &start_offset_s, out)?;
                         }
                         AgentEvent::Ended { step, agent, error } => {
-                            let Some(agg) = aggregates.get_mut(&step) else { continue };
-                            let why = error.unwrap_or_else(|| "the stream ended without a summary".into());
-                            let merged = if agg.ends[agent] == AgentEnd::Running {
-                                for line in self.live.agent_failed(step, agent, &why, writer) { writeln!(out, "{line}")?; }
-                                agg.on_failed(agent, why)
-                            } else { Vec::new() };
-                            (step, merged)
-                        }
-                    };
-                    let k = g - base;
-                    let scale = self.step_scale.get(&g).copied().unwrap_or(1.0);
-                    let offered = steps[k].load.offered_qps(steps[k].duration).map(|q| q * scale);
-                    for m in completed {
-                        emit_interval(&m, &steps[k].name, offered, start_offset_s(k), writer, &mut self.live, out)?;
-                    }
-                    if aggregates.get(&g).is_some_and(StepAggregate::finished)
-                        && let Some(agg) = aggregates.remove(&g)
-                    {
-                        let warmup = agg.plan.is_warmup();
-                        let failed_slo = !self.finish_step(agg) && !warmup;
-                        if failed_slo && self.ctx.plan.abort_on_slo_fail && !self.slo_aborted {
-                            self.slo_aborted = true;
-                            writeln!(out, "aborting: {} failed a threshold and the plan sets abort_on_slo_fail", steps[k].name)?;
-                            stop_all(agents, &self.ctx.run_id).await;
-                            stop_deadline = Some(Instant::now() + grace + STOP_SLACK);
+                            if aggregates.get(&step).is_some_and(|a| a.ends[agent] == AgentEnd::Running) {
+                                let why = error.unwrap_or_else(|| "the stream ended without a summary".into());
+                                self.lose_agent(agent, &why, &mut aggregates, run_start_us, out).await?;
+                            }
                         }
                     }
+                    self.settle_all(&mut aggregates, &steps, base, &start_offset_s, &mut stop_deadline, out).await?;
                 }
             }
         }
         Ok((base..self.next_step_no)
             .filter_map(|g| self.done.get(&g).cloned())
             .collect())
+    }
+
+    /// Microseconds since `heard_base` for `at`.
+    fn heard_at(&self, i: usize, at: Instant) {
+        let us = micros(at.saturating_duration_since(self.heard_base));
+        self.heard[i].fetch_max(us, Ordering::Relaxed);
+    }
+
+    /// How long agent `i` has been silent (0 while its step has not started).
+    fn silence(&self, i: usize) -> Duration {
+        let last = self.heard_base + Duration::from_micros(self.heard[i].load(Ordering::Relaxed));
+        Instant::now().saturating_duration_since(last)
+    }
+
+    /// Takes agent `i` out of the run: its running shares end with `why` (their data so far
+    /// kept), the live view and summary.json say so, it is told to stop, and it is dialled
+    /// again until it answers, to rejoin at a later step. With `on_agent_lost = "abort"`, the
+    /// run stops.
+    async fn lose_agent(
+        &mut self,
+        i: usize,
+        why: &str,
+        aggregates: &mut BTreeMap<usize, StepAggregate>,
+        run_start_us: i64,
+        out: &mut (impl Write + Send),
+    ) -> anyhow::Result<()> {
+        let mut step_name = String::new();
+        for (&g, agg) in aggregates.iter_mut() {
+            if agg.ends[i] != AgentEnd::Running {
+                continue;
+            }
+            for line in self.live.agent_failed(g, i, why, self.writer) {
+                writeln!(out, "{line}")?;
+            }
+            agg.lose(i, why.to_string());
+            step_name.clone_from(&agg.plan.name);
+        }
+        if self.lost[i].is_some() {
+            return Ok(());
+        }
+        self.lost[i] = Some(why.to_string());
+        let who = (
+            self.agents[i].hello.agent_id.clone(),
+            self.agents[i].addr.clone(),
+        );
+        self.record_agent_event(who, "lost", &step_name, why.to_string(), run_start_us);
+        let agent = &self.agents[i];
+        // Best effort: an agent that still runs must not go on sending for a run that left it.
+        let mut client = agent.client.clone();
+        let stop = StopRequest {
+            run_id: self.ctx.run_id.clone(),
+        };
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(2), client.stop(stop)).await;
+        });
+        if self.ctx.plan.on_agent_lost == OnAgentLost::Abort {
+            if !self.agent_aborted {
+                writeln!(
+                    out,
+                    "aborting: agent {} was lost ({why}) and the plan sets on_agent_lost = \"abort\"",
+                    agent.hello.agent_id
+                )?;
+                self.agent_aborted = true;
+                stop_all(&self.agents, &self.ctx.run_id).await;
+            }
+        } else {
+            tokio::spawn(rejoin(
+                RejoinTarget {
+                    index: i,
+                    addr: agent.addr.clone(),
+                    weight: agent.weight,
+                    monitor_only: agent.monitor_only,
+                },
+                self.ctx.security.clone(),
+                self.ctx.workload.clone(),
+                self.rejoin_tx.clone(),
+                self.rejoin_stop.clone(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn record_agent_event(
+        &mut self,
+        (agent, addr): (String, String),
+        event: &str,
+        step: &str,
+        detail: String,
+        run_start_us: i64,
+    ) {
+        self.summary.agent_events.push(AgentEventRecord {
+            elapsed_s: (wall_clock_us() - run_start_us) as f64 / 1e6,
+            at: UtcTime::now().rfc3339(),
+            agent,
+            addr,
+            event: event.to_string(),
+            step: step.to_string(),
+            detail,
+        });
+        self.writer
+            .send(WriterMsg::Summary(Box::new(self.summary.clone())));
+    }
+
+    /// Writes out step `g`'s newly merged intervals.
+    fn emit(
+        &mut self,
+        g: usize,
+        merged: Vec<MergedInterval>,
+        steps: &[StepPlan],
+        base: usize,
+        start_offset_s: &impl Fn(usize) -> f64,
+        out: &mut (impl Write + Send),
+    ) -> anyhow::Result<()> {
+        let k = g - base;
+        let scale = self.step_scale.get(&g).copied().unwrap_or(1.0);
+        let offered = steps[k]
+            .load
+            .offered_qps(steps[k].duration)
+            .map(|q| q * scale);
+        for m in merged {
+            emit_interval(
+                &m,
+                &steps[k].name,
+                offered,
+                start_offset_s(k),
+                self.writer,
+                &mut self.live,
+                out,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Emits what losing or absent agents completed, and summarises every step whose agents
+    /// have all finished; a failed threshold stops the run when the plan says so.
+    async fn settle_all(
+        &mut self,
+        aggregates: &mut BTreeMap<usize, StepAggregate>,
+        steps: &[StepPlan],
+        base: usize,
+        start_offset_s: &impl Fn(usize) -> f64,
+        stop_deadline: &mut Option<Instant>,
+        out: &mut (impl Write + Send),
+    ) -> anyhow::Result<()> {
+        let ready: Vec<usize> = aggregates.keys().copied().collect();
+        for g in ready {
+            let merged = aggregates
+                .get_mut(&g)
+                .map(StepAggregate::take_ready)
+                .unwrap_or_default();
+            self.emit(g, merged, steps, base, start_offset_s, out)?;
+            if !aggregates.get(&g).is_some_and(StepAggregate::finished) {
+                continue;
+            }
+            let Some(agg) = aggregates.remove(&g) else {
+                continue;
+            };
+            let warmup = agg.plan.is_warmup();
+            let name = agg.plan.name.clone();
+            let failed_slo = !self.finish_step(agg) && !warmup;
+            if failed_slo && self.ctx.plan.abort_on_slo_fail && !self.slo_aborted {
+                self.slo_aborted = true;
+                writeln!(
+                    out,
+                    "aborting: {name} failed a threshold and the plan sets abort_on_slo_fail"
+                )?;
+                stop_all(&self.agents, &self.ctx.run_id).await;
+            }
+        }
+        if (self.slo_aborted || self.agent_aborted) && stop_deadline.is_none() {
+            *stop_deadline = Some(Instant::now() + self.ctx.plan.grace.0 + STOP_SLACK);
+        }
+        Ok(())
     }
 
     /// Applies a rate command to the step sending now, on every agent, and records it.
@@ -726,7 +996,12 @@ impl Session<'_> {
         let scale = cmd
             .apply(current, Some(planned))
             .ok_or("the new rate must be above 0 and at most 1000 times the plan's")?;
-        for a in self.agents {
+        for (a, _) in self
+            .agents
+            .iter()
+            .zip(&self.lost)
+            .filter(|(_, l)| l.is_none())
+        {
             let mut client = a.client.clone();
             let req = SetRateRequest {
                 run_id: self.ctx.run_id.clone(),
@@ -763,7 +1038,7 @@ impl Session<'_> {
     /// Summarises a finished step, adds it to the summary and writes it out; returns whether it
     /// passed its thresholds.
     fn finish_step(&mut self, agg: StepAggregate) -> bool {
-        let agents = &self.agents[..load_agents(self.agents)];
+        let agents = &self.agents[..load_agents(&self.agents)];
         let p = &agg.plan;
         let mut s = StageSummary::compute(
             &p.name,
@@ -799,7 +1074,8 @@ impl Session<'_> {
             s.recovery = Some(rec);
         }
         s.resources = agg.resources.summary();
-        let (rates, counts) = share_split(&p.load, agents.len());
+        let (rates, counts) = share_split(&p.load, &agg.weights);
+        let seconds = p.duration.as_secs_f64().max(1e-9);
         s.agents = agents
             .iter()
             .enumerate()
@@ -807,8 +1083,10 @@ impl Session<'_> {
                 let merged = &agg.agent_merged[i];
                 AgentShare {
                     agent: a.hello.agent_id.clone(),
-                    offered_qps: rates.as_ref().map(|r| r[i]),
-                    concurrency: counts.as_ref().map(|c| c[i]),
+                    weight: agg.weights.get(i).copied().unwrap_or(0.0),
+                    offered_qps: rates.as_ref().and_then(|r| r.get(i).copied()),
+                    concurrency: counts.as_ref().and_then(|c| c.get(i).copied()),
+                    achieved_qps: merged.sent as f64 / seconds,
                     sent: merged.sent,
                     completed: merged.completed,
                     failed: merged.failed,
@@ -816,9 +1094,11 @@ impl Session<'_> {
                     reported: agg.agent_totals[i].as_ref().map(ReportedCounts::from),
                     end: match &agg.ends[i] {
                         AgentEnd::Done => "done".into(),
-                        AgentEnd::Failed(why) => why.clone(),
+                        AgentEnd::Failed(why) | AgentEnd::Absent(why) => why.clone(),
                         AgentEnd::Running => "running".into(),
                     },
+                    coalesced_intervals: agg.backlog[i].0,
+                    records_dropped: agg.backlog[i].1,
                 }
             })
             .collect();
@@ -843,20 +1123,86 @@ impl Session<'_> {
     }
 }
 
-async fn bring_up_agents(opts: &RunOptions) -> anyhow::Result<Vec<AgentHandle>> {
+/// The run's load agents: the command line's `--agent`s, else the plan's `[[agents]]` (each
+/// `dns:` name expanded), else `--agents N` local ones.
+async fn bring_up_agents(opts: &RunOptions, plan: &Plan) -> anyhow::Result<Vec<AgentHandle>> {
+    let specs: Vec<AgentSpec> = if opts.agent_addrs.is_empty() {
+        plan.agents
+            .iter()
+            .map(|a| AgentSpec {
+                addr: a.addr.clone(),
+                weight: a.weight,
+            })
+            .collect()
+    } else {
+        opts.agent_addrs
+            .iter()
+            .map(|addr| AgentSpec {
+                addr: addr.clone(),
+                weight: None,
+            })
+            .collect()
+    };
     let mut agents = Vec::new();
-    if opts.agent_addrs.is_empty() {
+    if specs.is_empty() {
         let children = spawn_local(opts.agents.max(1)).await?;
         for (i, child) in children.into_iter().enumerate() {
             let addr = child.addr.to_string();
-            agents.push(connect(i, &addr, Some(child)).await?);
+            agents.push(connect(i, &addr, None, Some(child), &opts.security).await?);
         }
     } else {
-        for (i, addr) in opts.agent_addrs.iter().enumerate() {
-            agents.push(connect(i, addr, None).await?);
+        let specs = expand_dns(&specs, |name| resolve_waiting(name, DNS_WAIT)).await?;
+        for (i, spec) in specs.iter().enumerate() {
+            agents.push(connect(i, &spec.addr, spec.weight, None, &opts.security).await?);
         }
     }
     Ok(agents)
+}
+
+/// A lost agent to dial again.
+struct RejoinTarget {
+    index: usize,
+    addr: String,
+    weight: f64,
+    monitor_only: bool,
+}
+
+/// Dials a lost agent every [`REJOIN_EVERY`] until it answers the handshake and builds the
+/// run's workload, then hands it back through `back`; gives up when `stop` fires.
+async fn rejoin(
+    target: RejoinTarget,
+    security: AgentSecurity,
+    workload: crate::workload::RunWorkload,
+    back: mpsc::UnboundedSender<AgentHandle>,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(REJOIN_EVERY) => {}
+        }
+        let Ok(mut handle) = connect(
+            target.index,
+            &target.addr,
+            Some(target.weight),
+            None,
+            &security,
+        )
+        .await
+        else {
+            continue;
+        };
+        handle.monitor_only = target.monitor_only;
+        if !handle.monitor_only
+            && crate::workload::load_on_agents(std::slice::from_ref(&handle), &workload)
+                .await
+                .is_err()
+        {
+            continue;
+        }
+        let _ = back.send(handle);
+        return;
+    }
 }
 
 fn emit_interval(
@@ -889,35 +1235,56 @@ fn emit_interval(
     Ok(())
 }
 
-/// Each agent's share of a step's load: rates for open loop, users for closed loop.
-fn share_split(load: &Load, agents: usize) -> (Option<Vec<f64>>, Option<Vec<u32>>) {
-    let weights = vec![1.0; agents];
+/// Each agent's share of a step's load by weight: rates for open loop, users for closed loop.
+fn share_split(load: &Load, weights: &[f64]) -> (Option<Vec<f64>>, Option<Vec<u32>>) {
     match load {
-        Load::Open { qps, .. } => (Some(split_rate(*qps, &weights)), None),
-        Load::Closed { concurrency, .. } => (None, Some(split_count(*concurrency, &weights))),
-        // A trace is dealt round-robin: each agent gets every n-th request.
+        Load::Open { qps, .. } => (Some(split_rate(*qps, weights)), None),
+        Load::Closed { concurrency, .. } => (None, Some(split_count(*concurrency, weights))),
+        // A trace is dealt by weight, request by request.
         Load::Trace { entries, .. } => {
+            let deal = deal_by_weight(weights, entries.len());
             let per_agent =
-                (0..agents).map(|i| entries.iter().skip(i).step_by(agents.max(1)).count() as f64);
+                (0..weights.len()).map(|i| deal.iter().filter(|&&d| d == i).count() as f64);
             (Some(per_agent.collect()), None)
         }
     }
 }
 
-/// Sends step `k` to every agent and forwards what they stream into `tx`.
+/// Where the streams' readers put what agents send, and when they last heard from each.
+struct Streams<'a> {
+    tx: &'a mpsc::Sender<AgentEvent>,
+    heard: &'a Arc<Vec<AtomicU64>>,
+    heard_base: Instant,
+}
+
+/// Sends step `k` to every active agent (split by weight) and forwards what they stream.
+#[allow(clippy::too_many_arguments)]
 fn launch(
     ctx: &RunContext<'_>,
     k: usize,
     step: &StepPlan,
     start_us: i64,
     agents: &[AgentHandle],
-    tx: &mpsc::Sender<AgentEvent>,
+    active: &[bool],
+    streams: &Streams<'_>,
     agg: &mut StepAggregate,
 ) {
     let plan = ctx.plan;
-    let (rates, counts) = share_split(&step.load, agents.len());
+    let weights: Vec<f64> = agents
+        .iter()
+        .zip(active)
+        .map(|(a, &on)| if on { a.weight } else { 0.0 })
+        .collect();
+    agg.weights.clone_from(&weights);
+    let (rates, counts) = share_split(&step.load, &weights);
     let goodput = &plan.goodput;
+    // Constant arrivals of several agents interleave: the r-th active agent starts r/qps later.
+    let rank = |i: usize| active[..i].iter().filter(|&&on| on).count();
+    let caps = |m: u32| split_count(m, &weights);
     for (i, agent) in agents.iter().enumerate() {
+        if !active[i] {
+            continue;
+        }
         let load = match step.load {
             Load::Open {
                 qps,
@@ -925,16 +1292,14 @@ fn launch(
                 max_in_flight,
             } => {
                 let share_qps = rates.as_ref().map_or(0.0, |r| r[i]);
-                // Constant arrivals of several agents interleave: agent i starts i/qps later.
                 let phase_us = match arrival {
-                    ArrivalKind::Constant => (i as f64 / qps * 1e6) as u64,
+                    ArrivalKind::Constant => (rank(i) as f64 / qps * 1e6) as u64,
                     _ => 0,
                 };
                 let mut open = OpenLoop {
                     qps: share_qps,
                     phase_us,
-                    max_in_flight: max_in_flight
-                        .map_or(0, |m| split_count(m, &vec![1.0; agents.len()])[i].max(1)),
+                    max_in_flight: max_in_flight.map_or(0, |m| caps(m)[i].max(1)),
                     ..Default::default()
                 };
                 open.set_arrival_kind(match arrival {
@@ -951,11 +1316,12 @@ fn launch(
                 ref entries,
                 max_in_flight,
             } => {
+                let deal = deal_by_weight(&weights, entries.len());
                 let trace: Vec<proto::TraceEntry> = entries
                     .iter()
-                    .skip(i)
-                    .step_by(agents.len().max(1))
-                    .map(|e| proto::TraceEntry {
+                    .zip(&deal)
+                    .filter(|(_, d)| **d == i)
+                    .map(|(e, _)| proto::TraceEntry {
                         offset_us: micros(e.offset),
                         input_tokens: e.input_tokens,
                         output_tokens: e.output_tokens,
@@ -963,8 +1329,7 @@ fn launch(
                     .collect();
                 let mut open = OpenLoop {
                     qps: trace.len() as f64 / step.duration.as_secs_f64().max(1e-3),
-                    max_in_flight: max_in_flight
-                        .map_or(0, |m| split_count(m, &vec![1.0; agents.len()])[i].max(1)),
+                    max_in_flight: max_in_flight.map_or(0, |m| caps(m)[i].max(1)),
                     trace,
                     ..Default::default()
                 };
@@ -1026,20 +1391,17 @@ fn launch(
             // Fields added later keep their defaults unless set above.
             ..Default::default()
         };
-        forward(agent, share, k, i, tx);
+        forward(agent, share, k, i, streams);
     }
 }
 
-/// Runs `share` on agent `i` for step `k` and forwards what it streams into `tx`.
-fn forward(
-    agent: &AgentHandle,
-    share: StageShare,
-    k: usize,
-    i: usize,
-    tx: &mpsc::Sender<AgentEvent>,
-) {
+/// Runs `share` on agent `i` for step `k` and forwards what it streams, noting when each
+/// message arrived.
+fn forward(agent: &AgentHandle, share: StageShare, k: usize, i: usize, streams: &Streams<'_>) {
     let mut client = agent.client.clone();
-    let tx = tx.clone();
+    let tx = streams.tx.clone();
+    let heard = Arc::clone(streams.heard);
+    let base = streams.heard_base;
     let agent_id = agent.hello.agent_id.clone();
     tokio::spawn(async move {
         let error = match client.run(share).await {
@@ -1050,7 +1412,9 @@ fn forward(
             Ok(response) => {
                 let mut stream = response.into_inner();
                 loop {
-                    match stream.message().await {
+                    let message = stream.message().await;
+                    heard[i].fetch_max(micros(base.elapsed()), Ordering::Relaxed);
+                    match message {
                         Ok(Some(proto::RunEvent { event: Some(event) })) => {
                             if tx
                                 .send(AgentEvent::Event {

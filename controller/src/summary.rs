@@ -138,8 +138,14 @@ impl Resources {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AgentShare {
     pub agent: String,
+    /// Its weight against the other agents' (its cores unless the plan says).
+    #[serde(default)]
+    pub weight: f64,
     pub offered_qps: Option<f64>,
     pub concurrency: Option<u32>,
+    /// Requests it sent per second of the step.
+    #[serde(default)]
+    pub achieved_qps: f64,
     pub sent: u64,
     pub completed: u64,
     pub failed: u64,
@@ -148,6 +154,12 @@ pub struct AgentShare {
     pub reported: Option<ReportedCounts>,
     /// How the share ended: `done`, or the reason it failed.
     pub end: String,
+    /// Intervals the agent folded into later ones, and request records it dropped, because its
+    /// stream to the controller was full.
+    #[serde(default)]
+    pub coalesced_intervals: u32,
+    #[serde(default)]
+    pub records_dropped: u64,
 }
 
 /// An agent's own count of its share.
@@ -391,6 +403,10 @@ pub struct AgentInfo {
     pub cores: u32,
     pub version: String,
     pub local: bool,
+    /// Its share of the load against the other agents'.
+    pub weight: f64,
+    /// `agent clock = controller clock + offset`, within ± uncertainty (half the round trip of
+    /// the best of several Hello exchanges).
     pub clock: ClockEstimate,
     /// A monitor-only agent: it sampled its host and sent no request.
     #[serde(default)]
@@ -465,7 +481,27 @@ pub struct RunSummary {
     /// `client_saturation`, `agent_lost`); each is a line of alerts.jsonl.
     #[serde(default)]
     pub alerts: BTreeMap<String, u64>,
+    /// Agents lost while the run went, and agents that rejoined.
+    #[serde(default)]
+    pub agent_events: Vec<AgentEventRecord>,
     pub manifest: Manifest,
+}
+
+/// An agent lost (its stream broke, or it stopped reporting) or back in the run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgentEventRecord {
+    /// Seconds since the run's first step started.
+    pub elapsed_s: f64,
+    /// When, on the controller's clock (RFC 3339, UTC), to match with the agent's own logs.
+    #[serde(default)]
+    pub at: String,
+    pub agent: String,
+    pub addr: String,
+    /// `lost` or `rejoined`.
+    pub event: String,
+    /// The step it was lost in, or the first step it rejoins.
+    pub step: String,
+    pub detail: String,
 }
 
 /// A rate change made while a step ran: from then on the step offered `qps`.

@@ -5,10 +5,12 @@
 //! - [`capacity`]: the maximum QPS within the SLO, the knee, queueing- and decode-bound.
 //! - [`server`]: from resources.csv when present: KV-cache pressure, GPU idle.
 //! - [`stability`]: error bursts, soak drift, fluctuation.
+//! - [`agents`]: agents lost during the run, and whether they came back.
 //!
 //! At the end of a run the runner has only the step summaries ([`analyse`]); the report reads
 //! the whole results folder and draws every finding ([`analyse_evidence`]).
 
+pub mod agents;
 pub mod capacity;
 pub mod server;
 pub mod stability;
@@ -24,7 +26,7 @@ use crate::report::i18n::Lang;
 use crate::results::read::{MetricHistory, RunData, step_starts};
 use crate::results::rows::TimeseriesRow;
 use crate::results::table::NumericTable;
-use crate::summary::{Analysis, Finding, StageSummary};
+use crate::summary::{AgentEventRecord, Analysis, Finding, StageSummary};
 
 /// What the analysis reads: the step summaries (warm-ups left out), and what else the results
 /// folder holds.
@@ -40,6 +42,10 @@ pub struct Evidence<'a> {
     pub history: Option<&'a BTreeMap<&'static str, MetricHistory>>,
     /// What the plan's capacity searches and limit tests found.
     pub probes: &'a [ProbeResult],
+    /// Agents lost and rejoined, in order.
+    pub agent_events: &'a [AgentEventRecord],
+    /// The run stopped because an agent was lost (`on_agent_lost = "abort"`).
+    pub aborted: bool,
 }
 
 impl<'a> Evidence<'a> {
@@ -53,6 +59,8 @@ impl<'a> Evidence<'a> {
             resources: None,
             history: None,
             probes: &[],
+            agent_events: &[],
+            aborted: false,
         }
     }
 
@@ -66,6 +74,8 @@ impl<'a> Evidence<'a> {
             resources: run.resources.as_ref(),
             history: Some(&run.history),
             probes: &run.summary.probes,
+            agent_events: &run.summary.agent_events,
+            aborted: run.summary.status == "aborted",
         }
     }
 
@@ -114,6 +124,7 @@ pub fn analyse_evidence(ev: &Evidence<'_>, lang: Lang) -> Analysis {
     stability::error_bursts(ev, lang, &mut findings);
     stability::soak_drift(ev, lang, &mut findings);
     stability::fluctuation(ev, lang, &mut findings);
+    agents::lost(ev, lang, &mut findings);
     Analysis {
         max_qps_within_slo,
         findings,

@@ -39,6 +39,7 @@ pub fn per_step(ev: &Evidence<'_>, lang: Lang, out: &mut Vec<Finding>) {
         client_bound(s, ev.resources, lang, out);
         tokens(s, lang, out);
         accounting(s, lang, out);
+        backlog(s, lang, out);
         if s.requests.dropped > 0 {
             let (name, dropped) = (&s.name, s.requests.dropped);
             out.push(finding(
@@ -186,6 +187,34 @@ fn client_bound(
     ));
 }
 
+/// Agents whose stream to the controller backed up: nothing was lost from the counts or
+/// histograms, but intervals were folded together and request records may be missing.
+fn backlog(s: &StageSummary, lang: Lang, out: &mut Vec<Finding>) {
+    for a in s
+        .agents
+        .iter()
+        .filter(|a| a.coalesced_intervals > 0 || a.records_dropped > 0)
+    {
+        let (name, agent, folded, dropped) =
+            (&s.name, &a.agent, a.coalesced_intervals, a.records_dropped);
+        out.push(finding(
+            "warning",
+            "stream-backlog",
+            tr!(
+                lang,
+                "{name}: agent {agent}'s reports waited on a slow controller: {folded} intervals were folded into later ones and {dropped} request records dropped (requests.csv misses them; counts and histograms are whole)",
+                "{name}：压测代理 {agent} 的上报因控制端处理缓慢而积压：{folded} 个区间并入了后续区间，{dropped} 条请求记录被丢弃（requests.csv 中缺少这些记录；计数和直方图完整）"
+            ),
+            Some(tr!(
+                lang,
+                "give the controller more CPU or a faster disk, or keep fewer records ([results] record_every)",
+                "为控制端提供更多 CPU 或更快的磁盘，或减少请求记录（[results] record_every）"
+            )),
+            json!({ "step": s.name, "agent": a.agent, "coalesced_intervals": folded, "records_dropped": dropped }),
+        ));
+    }
+}
+
 fn tokens(s: &StageSummary, lang: Lang, out: &mut Vec<Finding>) {
     let name = &s.name;
     if let Some(gap) = s
@@ -308,6 +337,36 @@ mod tests {
         let steps = [open_step("s", 10.0, 10.0)];
         let a = analyse_evidence(&Evidence::stages_only(&steps, false), Lang::En);
         assert!(a.findings.is_empty(), "{:?}", a.findings);
+    }
+
+    #[test]
+    fn an_agent_whose_stream_backed_up_is_named_with_what_it_folded_and_dropped() {
+        let mut s = open_step("s", 10.0, 10.0);
+        let share = |agent: &str, folded: u32, dropped: u64| crate::summary::AgentShare {
+            agent: agent.into(),
+            weight: 1.0,
+            offered_qps: Some(5.0),
+            concurrency: None,
+            achieved_qps: 5.0,
+            sent: 50,
+            completed: 50,
+            failed: 0,
+            cancelled: 0,
+            reported: None,
+            end: "done".into(),
+            coalesced_intervals: folded,
+            records_dropped: dropped,
+        };
+        s.agents = vec![share("calm", 0, 0), share("busy", 3, 120)];
+        let steps = [s];
+        let a = analyse_evidence(&Evidence::stages_only(&steps, false), Lang::En);
+        let found: Vec<_> = a
+            .findings
+            .iter()
+            .filter(|f| f.code == "stream-backlog")
+            .collect();
+        assert_eq!(found.len(), 1, "{:?}", a.findings);
+        assert!(found[0].message.contains("busy") && found[0].message.contains("120"));
     }
 
     #[test]

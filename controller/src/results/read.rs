@@ -82,6 +82,8 @@ pub struct SavedSummary {
     #[serde(default)]
     pub probes: Vec<ProbeResult>,
     #[serde(default)]
+    pub agent_events: Vec<crate::summary::AgentEventRecord>,
+    #[serde(default)]
     pub manifest: SavedManifest,
 }
 
