@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 /// Samples before this fraction of the run are start-up (allocators and pools filling) ...
 const WARMUP_FRACTION: f64 = 0.2;
 /// ... and at least these minutes when the run is long enough: the live view keeps the last
-/// five minutes of every chart, so the controller grows until that window is full.
+/// five minutes of its charts and of its replay backlog, so the controller grows until those
+/// are full.
 const WARMUP_MIN: f64 = 6.0;
 /// Flat: the slope, carried over 24 hours, adds less than this many MiB ...
 const FLAT_MIB_PER_DAY: f64 = 64.0;
@@ -228,8 +229,13 @@ fn main() -> ExitCode {
     } else {
         let _ = std::fs::remove_dir_all(&dir);
     }
-    // Exit 0 (SLOs passed) or 2 (an SLO failed) mean the run itself went through.
-    let run_ok = matches!(status.code(), Some(0 | 2));
+    // Exit 0 (SLOs passed) or 2 (an SLO failed) mean the run itself went through; 3 (the
+    // client was the bottleneck at times, on a machine busy with other work) still measured
+    // memory over the whole run, so it is said but not a failure of this benchmark.
+    let run_ok = matches!(status.code(), Some(0 | 2 | 3));
+    if status.code() == Some(3) {
+        println!("note: the run was client-bound at times (exit 3); its memory figures stand");
+    }
     if !run_ok {
         eprintln!("the run ended with {status}");
     }

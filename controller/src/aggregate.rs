@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use stampede_common::metrics::{HistogramBundle, MetricsError};
-use stampede_common::plan::StepPlan;
+use stampede_common::plan::{StepKind, StepPlan};
 use stampede_common::proto::{Counts, IntervalReport, ResourceSample, ShareSummary};
 
 use crate::monitor::{IntervalResources, StepResources};
+use crate::recovery::RecoveryAcc;
 
 /// One interval of one step, merged across agents.
 #[derive(Debug, Clone)]
@@ -112,8 +113,8 @@ pub struct StepAggregate {
     /// Each agent's counts as merged here.
     pub agent_merged: Vec<Counts>,
     pub recorder_overflow: u64,
-    /// A point per merged interval, for recovery times.
-    pub points: Vec<IntervalPoint>,
+    /// Recovery times, read interval by interval.
+    pub recovery: RecoveryAcc,
     /// The step's resource samples, interval by interval.
     pub resources: StepResources,
     /// Each request class's counts and histograms, by class index (mixed workloads only).
@@ -126,6 +127,7 @@ pub struct StepAggregate {
 
 impl StepAggregate {
     pub fn new(index: usize, plan: StepPlan, agents: usize) -> Self {
+        let settling = plan.kind == StepKind::SpikeAfter;
         StepAggregate {
             index,
             plan,
@@ -137,7 +139,7 @@ impl StepAggregate {
             agent_totals: vec![None; agents],
             agent_merged: vec![Counts::default(); agents],
             recorder_overflow: 0,
-            points: Vec::new(),
+            recovery: RecoveryAcc::new(settling),
             resources: StepResources::default(),
             classes: Vec::new(),
             weights: vec![1.0; agents],
@@ -239,7 +241,7 @@ impl StepAggregate {
                 // Both bundles share one layout, so the merge cannot fail for range.
                 let _ = self.bundle.merge(&merged.bundle);
                 self.recorder_overflow += merged.recorder_overflow;
-                self.points.push(IntervalPoint::of(&merged));
+                self.recovery.add(&IntervalPoint::of(&merged));
                 out.push(merged);
             }
         }

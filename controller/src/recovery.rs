@@ -26,47 +26,95 @@ pub struct RecoveryStats {
 /// A latency is back to normal within this factor of its level before the burst.
 pub const SETTLE_FACTOR: f64 = 1.25;
 
-/// Reads recovery from a step's intervals. `base_ttft_p99_ms`: the level before a burst.
-pub fn recovery(points: &[IntervalPoint], base_ttft_p99_ms: Option<f64>) -> RecoveryStats {
-    let completed: u64 = points.iter().map(|p| p.completed).sum();
-    let failed: u64 = points.iter().map(|p| p.failed).sum();
-    let availability = if completed + failed == 0 {
-        1.0
-    } else {
-        completed as f64 / (completed + failed) as f64
-    };
-    let first = points.iter().position(|p| p.failed > 0);
-    let last = points.iter().rposition(|p| p.failed > 0);
-    let (failing_from_s, failing_until_s, time_to_recover_s, recovered) = match (first, last) {
-        (Some(f), Some(l)) => {
-            let from = points[f].start_s;
-            let until = points[l].end_s;
-            let back = points[l + 1..]
-                .iter()
-                .any(|p| p.completed > 0 && p.failed == 0);
-            (Some(from), Some(until), Some(until - from), Some(back))
+/// Recovery read as a step's intervals are merged, in constant memory: a 24-hour step keeps
+/// counters, not a point per interval. Only a step after a burst keeps its clean intervals' TTFT
+/// p99, since the level to settle to is known only at its end (and such a step is short).
+#[derive(Debug, Clone, Default)]
+pub struct RecoveryAcc {
+    completed: u64,
+    failed: u64,
+    /// Start of the first interval with failures, end of the last.
+    first_failing_s: Option<f64>,
+    last_failing_s: Option<f64>,
+    /// An interval with completions and no failure came after the last failing one.
+    back_after_last: bool,
+    /// (end_s, ttft_p99_ms) of every interval with completions and no failure, when kept.
+    clean: Option<Vec<(f64, f64)>>,
+}
+
+impl RecoveryAcc {
+    /// An accumulator; `settling`: keep what [`RecoveryStats::latency_settled_after_s`] needs.
+    pub fn new(settling: bool) -> Self {
+        RecoveryAcc {
+            clean: settling.then(Vec::new),
+            ..Default::default()
         }
-        _ => (None, None, None, None),
-    };
-    let latency_settled_after_s = base_ttft_p99_ms.and_then(|base| {
-        points
-            .iter()
-            .find(|p| p.completed > 0 && p.failed == 0 && p.ttft_p99_ms <= base * SETTLE_FACTOR)
-            .map(|p| p.end_s)
-    });
-    RecoveryStats {
-        availability,
-        failing_from_s,
-        failing_until_s,
-        time_to_recover_s,
-        recovered,
-        latency_settled_after_s,
+    }
+
+    /// Takes the next merged interval.
+    pub fn add(&mut self, p: &IntervalPoint) {
+        self.completed += p.completed;
+        self.failed += p.failed;
+        if p.failed > 0 {
+            self.first_failing_s.get_or_insert(p.start_s);
+            self.last_failing_s = Some(p.end_s);
+            self.back_after_last = false;
+        } else if p.completed > 0 {
+            self.back_after_last = true;
+            if let Some(clean) = &mut self.clean {
+                clean.push((p.end_s, p.ttft_p99_ms));
+            }
+        }
+    }
+
+    /// What the intervals so far show. `base_ttft_p99_ms`: the level before a burst.
+    pub fn finish(&self, base_ttft_p99_ms: Option<f64>) -> RecoveryStats {
+        let (completed, failed) = (self.completed, self.failed);
+        let availability = if completed + failed == 0 {
+            1.0
+        } else {
+            completed as f64 / (completed + failed) as f64
+        };
+        let (failing_from_s, failing_until_s, time_to_recover_s, recovered) =
+            match (self.first_failing_s, self.last_failing_s) {
+                (Some(from), Some(until)) => (
+                    Some(from),
+                    Some(until),
+                    Some(until - from),
+                    Some(self.back_after_last),
+                ),
+                _ => (None, None, None, None),
+            };
+        let latency_settled_after_s = base_ttft_p99_ms.and_then(|base| {
+            self.clean
+                .iter()
+                .flatten()
+                .find(|(_, ttft)| *ttft <= base * SETTLE_FACTOR)
+                .map(|(end, _)| *end)
+        });
+        RecoveryStats {
+            availability,
+            failing_from_s,
+            failing_until_s,
+            time_to_recover_s,
+            recovered,
+            latency_settled_after_s,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Recovery of a whole list of intervals, as the accumulator reads them one by one.
+    fn recovery(points: &[IntervalPoint], base_ttft_p99_ms: Option<f64>) -> RecoveryStats {
+        let mut acc = RecoveryAcc::new(true);
+        for p in points {
+            acc.add(p);
+        }
+        acc.finish(base_ttft_p99_ms)
+    }
 
     fn point(i: usize, completed: u64, failed: u64, ttft: f64) -> IntervalPoint {
         IntervalPoint {

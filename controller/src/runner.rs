@@ -39,7 +39,6 @@ use crate::pool::{
     AgentHandle, AgentSecurity, AgentSpec, DNS_WAIT, check_allows, connect, expand_dns,
     resolve_waiting, spawn_local,
 };
-use crate::recovery::recovery;
 use crate::results::hlog::IntervalHistograms;
 use crate::results::rows::{RequestRow, StageRow, TimeseriesRow};
 use crate::results::{ResultsWriter, WriterMsg};
@@ -301,7 +300,7 @@ pub async fn run(
         writer: &writer,
         summary: &mut summary,
         done: BTreeMap::new(),
-        finished: Vec::new(),
+        overall: OverallTotals::default(),
         next_step_no: 0,
         run_start_us: None,
         interrupt,
@@ -360,32 +359,31 @@ pub async fn run(
     }
     session.summary.alerts = session.live.alert_counts();
     session.rejoin_stop.cancel();
-    let (interrupted, slo_aborted, agent_aborted, finished) = (
+    let (interrupted, slo_aborted, agent_aborted, totals) = (
         session.interrupted,
         session.slo_aborted,
         session.agent_aborted,
-        std::mem::take(&mut session.finished),
+        std::mem::take(&mut session.overall),
     );
     let agents = std::mem::take(&mut session.agents);
 
-    // Overall: every measured step's histograms merged, counters added; warm-up is left out.
-    let mut bundle = HistogramBundle::new();
-    let mut counts = proto::Counts::default();
-    let mut duration = Duration::ZERO;
-    for agg in finished.iter().filter(|a| !a.plan.is_warmup()) {
-        let _ = bundle.merge(&agg.bundle);
-        counts += &agg.counts;
-        duration += agg.plan.duration;
-    }
     let has_slo = plan.stages.iter().any(|s| !s.get_ref().slo.is_empty()) || !plan.slo.is_empty();
-    let mut overall =
-        StageSummary::compute("overall", "overall", None, duration, &counts, &bundle, &[]);
-    let mut classes = Vec::new();
-    for agg in finished.iter().filter(|a| !a.plan.is_warmup()) {
-        crate::workload::add_classes(&mut classes, &agg.classes);
-    }
-    overall.classes =
-        crate::workload::class_summaries(&ctx.workload, "overall", None, duration, &classes);
+    let mut overall = StageSummary::compute(
+        "overall",
+        "overall",
+        None,
+        totals.duration,
+        &totals.counts,
+        &totals.bundle,
+        &[],
+    );
+    overall.classes = crate::workload::class_summaries(
+        &ctx.workload,
+        "overall",
+        None,
+        totals.duration,
+        &totals.classes,
+    );
     let measured: Vec<StageSummary> = summary
         .stages
         .iter()
@@ -541,6 +539,15 @@ fn describe_probe(r: &ProbeResult) -> String {
     line
 }
 
+/// The measured steps of a run, merged as they finish.
+#[derive(Default)]
+struct OverallTotals {
+    bundle: HistogramBundle,
+    counts: proto::Counts,
+    duration: Duration,
+    classes: Vec<(proto::Counts, HistogramBundle)>,
+}
+
 struct RunContext<'a> {
     plan: &'a Plan,
     model: String,
@@ -576,9 +583,11 @@ struct Session<'a> {
     rejoined_unplaced: Vec<usize>,
     writer: &'a ResultsWriter,
     summary: &'a mut RunSummary,
+    /// Every measured step merged, as steps finish (their aggregates are then dropped, so a
+    /// run of many steps holds one bundle, not one a step).
+    overall: OverallTotals,
     /// Summaries of finished steps by their number in the run.
     done: BTreeMap<usize, StageSummary>,
-    finished: Vec<StepAggregate>,
     next_step_no: usize,
     /// Wall-clock start of the run's first step, microseconds since the epoch.
     run_start_us: Option<i64>,
@@ -1069,7 +1078,7 @@ impl Session<'_> {
                     .map(|d| d.ttft_ms.p99)
             })
             .flatten();
-        let rec = recovery(&agg.points, base_ttft);
+        let rec = agg.recovery.finish(base_ttft);
         if rec.failing_from_s.is_some() || base_ttft.is_some() {
             s.recovery = Some(rec);
         }
@@ -1118,7 +1127,14 @@ impl Session<'_> {
         if let Some(s) = self.done.get(&agg.index) {
             self.live.step_finished(s, &agg, self.writer);
         }
-        self.finished.push(agg);
+        // Overall: every measured step's histograms merged, counters added; warm-up is left out.
+        if !agg.plan.is_warmup() {
+            let t = &mut self.overall;
+            let _ = t.bundle.merge(&agg.bundle);
+            t.counts += &agg.counts;
+            t.duration += agg.plan.duration;
+            crate::workload::add_classes(&mut t.classes, &agg.classes);
+        }
         pass
     }
 }

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
 use std::time::Duration;
 
-use stampede_common::metrics::{HistogramBundle, LatencySummary};
+use stampede_common::metrics::{HistogramBundle, LatencySummary, SparseBundle};
 use stampede_common::plan::{Load, Plan, SloCheck, StepPlan};
 use stampede_common::proto::Counts;
 use tokio::sync::mpsc;
@@ -31,7 +31,9 @@ pub const WINDOW: Duration = Duration::from_secs(10);
 struct Recent {
     end_s: f64,
     counts: Counts,
-    bundle: HistogramBundle,
+    /// The interval's recorded buckets: a window of 10 s at 100 ms holds 100 of these, which
+    /// as whole bundles would be 130 MB.
+    buckets: SparseBundle,
 }
 
 /// A step while it runs.
@@ -192,7 +194,7 @@ impl LiveFeed {
         st.recent.push_back(Recent {
             end_s: row.elapsed_s,
             counts: m.counts.clone(),
-            bundle: m.bundle.clone(),
+            buckets: m.bundle.sparse(),
         });
         let horizon = row.elapsed_s - WINDOW.as_secs_f64() + 1e-6;
         while st
@@ -208,7 +210,7 @@ impl LiveFeed {
         let mut span = 0.0;
         for r in st.recent.iter().filter(|r| r.end_s > horizon) {
             counts += &r.counts;
-            let _ = bundle.merge(&r.bundle);
+            bundle.add_sparse(&r.buckets);
             span += 1.0;
         }
         let span = Duration::from_secs_f64((span * row.interval_s).max(1e-3));

@@ -19,8 +19,16 @@ use crate::live::state::{LiveEvent, LiveState};
 
 /// Events a watcher may fall behind by before it loses some.
 pub const BUFFER: usize = 1024;
-/// Events kept for watchers who attach later (besides the run's description).
-const BACKLOG: usize = 2000;
+/// Events kept for watchers who attach later (besides the run's description), at most: enough
+/// for the charts' span at 100 ms intervals.
+const MAX_BACKLOG: usize = 2000;
+
+/// Events kept for late watchers at `interval_s`: the charts' span of intervals, plus room for
+/// the steps, alerts and notes between them.
+fn backlog_cap(interval_s: f64) -> usize {
+    let span = (crate::live::state::HISTORY_SPAN_S / interval_s.max(0.1)).ceil() as usize;
+    (span + 50).min(MAX_BACKLOG)
+}
 
 /// A cloneable handle to the live view of one run.
 #[derive(Clone)]
@@ -45,6 +53,8 @@ struct Inner {
 struct Shared {
     state: LiveState,
     backlog: VecDeque<Arc<LiveEvent>>,
+    /// Set from the run's interval when the run is described.
+    cap: usize,
 }
 
 impl std::fmt::Debug for LiveHub {
@@ -72,6 +82,7 @@ impl LiveHub {
                 shared: Mutex::new(Shared {
                     state: LiveState::new(),
                     backlog: VecDeque::new(),
+                    cap: backlog_cap(1.0),
                 }),
                 events,
                 state,
@@ -98,8 +109,10 @@ impl LiveHub {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         shared.state.apply(&ev);
-        if !matches!(*ev, LiveEvent::Run(_)) {
-            if shared.backlog.len() == BACKLOG {
+        if let LiveEvent::Run(info) = &*ev {
+            shared.cap = backlog_cap(info.interval_s);
+        } else {
+            while shared.backlog.len() >= shared.cap {
                 shared.backlog.pop_front();
             }
             shared.backlog.push_back(Arc::clone(&ev));
@@ -252,6 +265,26 @@ mod tests {
         match rx.recv().await {
             Err(broadcast::error::RecvError::Lagged(n)) => assert_eq!(n, 10),
             other => panic!("expected a lag, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_backlog_keeps_the_charts_span_of_the_runs_interval() {
+        use crate::live::state::RunInfo;
+        for (interval_s, kept) in [(1.0, 350), (0.1, 2000), (10.0, 80)] {
+            let hub = LiveHub::new(false);
+            hub.publish(LiveEvent::Run(RunInfo {
+                interval_s,
+                ..Default::default()
+            }));
+            for i in 0..5000 {
+                hub.publish(LiveEvent::Missed(i));
+            }
+            let (past, _rx) = hub.subscribe();
+            // The run's description, then the newest events.
+            assert_eq!(past.len(), kept + 1, "interval {interval_s}");
+            assert!(matches!(*past[0], LiveEvent::Run(_)));
+            assert!(matches!(*past[kept], LiveEvent::Missed(4999)));
         }
     }
 

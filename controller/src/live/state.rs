@@ -11,8 +11,11 @@ use std::collections::{BTreeMap, VecDeque};
 use crate::live::alerts::{Alert, AlertState};
 use crate::results::rows::TimeseriesRow;
 
-/// Intervals kept for the charts: ten minutes at the default interval of a second.
-pub const HISTORY: usize = 600;
+/// How far back the charts reach, in seconds of the run: what the dashboard draws and a late
+/// watcher is replayed, and no more (a 24-hour soak keeps five minutes, not a day).
+pub const HISTORY_SPAN_S: f64 = 300.0;
+/// Intervals kept for the charts at most, whatever the interval (300 s at 100 ms).
+pub const HISTORY: usize = 3000;
 /// Alerts kept for the alerts pane.
 const ALERTS_KEPT: usize = 200;
 /// Printed lines kept for the log pane.
@@ -247,6 +250,10 @@ impl LiveState {
             LiveEvent::Interval(iv) => {
                 self.intervals += 1;
                 push_capped(&mut self.history, ChartPoint::of(&iv.row), HISTORY);
+                let horizon = iv.row.elapsed_s - HISTORY_SPAN_S;
+                while self.history.front().is_some_and(|p| p.elapsed_s < horizon) {
+                    self.history.pop_front();
+                }
                 if !self.totals.contains_key(&iv.row.step) && self.totals.len() >= STEPS_KEPT {
                     self.totals.pop_first();
                 }
@@ -338,8 +345,22 @@ mod tests {
         }
         assert_eq!(st.history.len(), HISTORY);
         assert_eq!(st.intervals, (HISTORY + 5) as u64);
+        // Older than the chart span is dropped too, however few points there are.
+        let mut sparse = LiveState::new();
+        for i in 0..700 {
+            sparse.apply(&LiveEvent::Interval(Box::new(IntervalView {
+                row: TimeseriesRow {
+                    elapsed_s: f64::from(i),
+                    ..Default::default()
+                },
+                ..Default::default()
+            })));
+        }
+        assert_eq!(sparse.history.len(), 301);
+        assert_eq!(sparse.history.front().map(|p| p.elapsed_s), Some(399.0));
+        // The last interval ended at 11 + 3004 × 0.01 s; the step started at 10 s and lasts 60 s.
         let (done, left) = st.step_progress().unwrap();
-        assert!((done - 7.04).abs() < 1e-9 && (left - 52.96).abs() < 1e-9);
+        assert!((done - 31.04).abs() < 1e-9 && (left - 28.96).abs() < 1e-9);
 
         st.apply(&LiveEvent::Rate(RateChange {
             step: "s".into(),
