@@ -77,20 +77,53 @@ pub struct AgentArgs {
     /// Name reported to the controller; by default HOST-PID.
     #[arg(long)]
     pub id: Option<String>,
+    /// Async runtime threads: 1 runs everything on one thread (the least CPU per streamed token:
+    /// no cross-thread wake-ups, but at most one core of load), N a work-stealing
+    /// pool of N, 0 one per core. Without it, $STAMPEDE_AGENT_THREADS, else 0.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
     /// Exit when standard input closes: a parent that starts the agent uses this so the agent
     /// never outlives it, even when the parent is killed.
     #[arg(long)]
     pub stop_on_stdin_eof: bool,
 }
 
+/// Environment variable read when `--threads` is not given (a controller's local agents
+/// inherit it).
+pub const THREADS_ENV: &str = "STAMPEDE_AGENT_THREADS";
+
 /// Entry point of the `agent` binary.
 pub fn main() -> ExitCode {
     let args = AgentArgs::parse();
     init_tracing();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let threads = match args.threads {
+        Some(n) => n,
+        None => match std::env::var(THREADS_ENV) {
+            Err(_) => 0,
+            Ok(v) => match v.trim().parse::<usize>() {
+                Ok(n) => n,
+                Err(_) => {
+                    eprintln!(
+                        "agent: ${THREADS_ENV} must be a number of threads (0: one per core), got {v:?}"
+                    );
+                    return ExitCode::from(1);
+                }
+            },
+        },
+    };
+    let runtime = match threads {
+        0 => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build(),
+    };
+    let runtime = match runtime {
         Ok(r) => r,
         Err(e) => {
             eprintln!("agent: cannot start the async runtime: {e}");

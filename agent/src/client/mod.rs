@@ -15,7 +15,7 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use stampede_common::plan::ApiKind;
 use stampede_common::timeline::{ChunkArrival, ErrorClass, RequestTimeline};
 use stampede_common::units::error_chain;
-use tokio::time::{Instant, timeout_at};
+use tokio::time::{Instant, Sleep, sleep_until, timeout_at};
 use tokio_util::sync::CancellationToken;
 
 use self::decode::{Decoded, decode, decode_into};
@@ -65,6 +65,8 @@ pub enum ClientError {
 pub struct OpenAiClient {
     http: reqwest::Client,
     url: String,
+    /// `url`, parsed once: parsing it for every request (host, IDNA) costs more than a clone.
+    parsed_url: Option<reqwest::Url>,
     auth: Option<HeaderValue>,
     config: ClientConfig,
 }
@@ -82,6 +84,9 @@ pub fn http_pool(connect_timeout: Duration) -> Result<reqwest::Client, ClientErr
         .pool_idle_timeout(Duration::from_secs(90))
         .build()?)
 }
+
+/// Most chunk entries reserved up front for one response.
+const MAX_CHUNKS_RESERVED: u32 = 256;
 
 /// Longest error body kept for the record.
 const MAX_ERROR_DETAIL: usize = 300;
@@ -115,8 +120,10 @@ impl OpenAiClient {
             }
             _ => None,
         };
+        let parsed_url = reqwest::Url::parse(&url).ok();
         Ok(OpenAiClient {
             http,
+            parsed_url,
             url,
             auth,
             config,
@@ -135,9 +142,12 @@ impl OpenAiClient {
         intended: Instant,
         cancel: &CancellationToken,
     ) -> RequestTimeline {
-        let mut builder = self
-            .http
-            .post(&self.url)
+        let builder = match &self.parsed_url {
+            Some(url) => self.http.post(url.clone()),
+            // Not a valid URL: reqwest reports the error when the request is sent.
+            None => self.http.post(&self.url),
+        };
+        let mut builder = builder
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
             .body(req.body.clone());
         if let Some(auth) = &self.auth {
@@ -148,6 +158,10 @@ impl OpenAiClient {
         t.requested_output_tokens = req.max_tokens;
         t.ignore_eos = req.ignore_eos;
         t.class = req.class;
+        // One entry per content chunk: reserving for the usual answer avoids regrowing the
+        // vector while tokens arrive (capped, so a large max_tokens costs no memory up front).
+        t.chunks
+            .reserve(req.max_tokens.min(MAX_CHUNKS_RESERVED) as usize);
         if req.capture_text {
             t.response_text = Some(String::new());
         }
@@ -171,10 +185,18 @@ impl OpenAiClient {
         first_deadline: Instant,
         deadline: Instant,
     ) {
-        let response = match timeout_at(first_deadline, builder.send()).await {
-            Err(_) => return timed_out(t, first_deadline, deadline),
-            Ok(Err(e)) => return fail(t, transport_class(&e), &error_chain(&e)),
-            Ok(Ok(r)) => r,
+        // One timer for the whole request, re-armed only when it fires early or must fire
+        // sooner: creating a timeout per chunk would insert and remove a timer-wheel entry for
+        // every token.
+        let timer = sleep_until(first_deadline);
+        tokio::pin!(timer);
+        let response = tokio::select! {
+            biased;
+            r = builder.send() => match r {
+                Err(e) => return fail(t, transport_class(&e), &error_chain(&e)),
+                Ok(r) => r,
+            },
+            () = &mut timer => return timed_out(t, first_deadline, deadline),
         };
         let status = response.status();
         t.http_status = Some(status.as_u16());
@@ -194,13 +216,17 @@ impl OpenAiClient {
         let mut raw: Vec<u8> = Vec::new();
         let mut done = false;
         loop {
-            let limit = match (t.chunks.last(), self.config.idle_timeout) {
-                (None, _) => first_deadline,
-                (Some(last), Some(idle)) => (last.at + idle).min(deadline),
-                (Some(_), None) => deadline,
-            };
-            let next = match timeout_at(limit, body.next()).await {
-                Err(_) => return timed_out(t, limit, deadline),
+            let next = match next_within(
+                &mut body,
+                timer.as_mut(),
+                t,
+                &self.config,
+                first_deadline,
+                deadline,
+            )
+            .await
+            {
+                Err(limit) => return timed_out(t, limit, deadline),
                 Ok(next) => next,
             };
             let at = Instant::now();
@@ -261,6 +287,51 @@ impl OpenAiClient {
     }
 }
 
+/// The instant by which the next chunk must come: the first-token deadline before any content,
+/// then the idle timeout after the last chunk (when set), never past the total deadline.
+fn chunk_limit(
+    t: &RequestTimeline,
+    config: &ClientConfig,
+    first_deadline: Instant,
+    deadline: Instant,
+) -> Instant {
+    match (t.chunks.last(), config.idle_timeout) {
+        (None, _) => first_deadline,
+        (Some(last), Some(idle)) => (last.at + idle).min(deadline),
+        (Some(_), None) => deadline,
+    }
+}
+
+/// The next piece of the body, or `Err(limit)` when the limit of [`chunk_limit`] passed first.
+/// `timer` stays armed across calls: it is moved only when the limit is earlier than its
+/// deadline, and when it fires before the (since moved) limit it is re-armed, so a stream
+/// costs a timer update per limit change that matters, not one per chunk.
+async fn next_within<S: futures_util::Stream + Unpin>(
+    body: &mut S,
+    mut timer: std::pin::Pin<&mut Sleep>,
+    t: &RequestTimeline,
+    config: &ClientConfig,
+    first_deadline: Instant,
+    deadline: Instant,
+) -> Result<Option<S::Item>, Instant> {
+    let limit = chunk_limit(t, config, first_deadline, deadline);
+    if limit < timer.deadline() {
+        timer.as_mut().reset(limit);
+    }
+    loop {
+        tokio::select! {
+            biased;
+            next = body.next() => return Ok(next),
+            () = &mut timer => {
+                if timer.deadline() >= limit {
+                    return Err(limit);
+                }
+                timer.as_mut().reset(limit);
+            }
+        }
+    }
+}
+
 /// Handles one SSE event: content, usage, finish, `[DONE]`, or an error event.
 fn on_event(
     t: &mut RequestTimeline,
@@ -269,7 +340,8 @@ fn on_event(
     data: &str,
     done: &mut bool,
 ) -> Result<(), (ErrorClass, String)> {
-    if data.trim() == "[DONE]" {
+    // Chunks are JSON objects: only data starting with `[` (after blanks) can be `[DONE]`.
+    if data.trim_start().starts_with('[') && data.trim() == "[DONE]" {
         *done = true;
         return Ok(());
     }

@@ -60,7 +60,9 @@ impl SseParser {
                 bytes = rest;
             }
         }
-        while let Some(end) = bytes.iter().position(|&b| b == b'\n' || b == b'\r') {
+        // memchr2 scans a word (or a vector) at a time: a byte-by-byte search for the two line
+        // ends was a tenth of the agent's user-space instructions per token.
+        while let Some(end) = memchr::memchr2(b'\n', b'\r', bytes) {
             let line_end = bytes[end];
             if self.pending.is_empty() {
                 self.line(&bytes[..end], &mut on_event)?;
