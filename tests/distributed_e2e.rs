@@ -191,7 +191,18 @@ fn free_port() -> u16 {
 fn an_agent_killed_mid_stage_is_lost_its_data_kept_and_it_rejoins_the_next_stage() {
     let ws = Workspace::new();
     let token = token_file(&ws);
-    let (_sim, sim) = start_sim();
+    // Slow answers, so that the killed agent has requests in flight when it goes.
+    let (_sim, sim) = start_listening(
+        sim_bin(),
+        &[
+            "--preset",
+            "deterministic",
+            "--ttft",
+            "1500ms",
+            "--itl",
+            "5ms",
+        ],
+    );
     let (_a, a) = start_agent("127.0.0.1:0", &["--token-file", &token, "--id", "a"]);
     let port = free_port();
     let b_listen = format!("127.0.0.1:{port}");
@@ -231,7 +242,15 @@ fn an_agent_killed_mid_stage_is_lost_its_data_kept_and_it_rejoins_the_next_stage
         "b was lost but sent its whole share: {b_first}"
     );
     assert_eq!(u(&first["agents"][0]["sent"]), 80);
-    // Nothing is unaccounted for.
+    // Its requests in flight went with it: counted as cancelled, so nothing is unaccounted for.
+    assert!(u(&b_first["cancelled"]) > 0, "{b_first}");
+    assert!(
+        b_first["end"]
+            .as_str()
+            .unwrap()
+            .contains("in flight are counted as cancelled"),
+        "{b_first}"
+    );
     let req = &first["requests"];
     assert_eq!(
         u(&req["sent"]),

@@ -124,11 +124,22 @@ impl AllowedTarget {
     /// When the entry is empty or its port is not a number.
     pub fn parse(entry: &str) -> Result<Self, String> {
         let entry = entry.trim();
+        if entry.contains('/') || entry.contains('@') {
+            return Err(format!(
+                "{entry:?}: expected HOST or HOST:PORT, without a scheme, path or user"
+            ));
+        }
         let (host, port) = if let Some(rest) = entry.strip_prefix('[') {
             let (h, after) = rest
                 .split_once(']')
                 .ok_or_else(|| format!("{entry:?}: an IPv6 host needs its closing ']'"))?;
-            let port = after.strip_prefix(':');
+            let port = match after {
+                "" => None,
+                p => Some(
+                    p.strip_prefix(':')
+                        .ok_or_else(|| format!("{entry:?}: expected [IPv6] or [IPv6]:PORT"))?,
+                ),
+            };
             (h.to_string(), port)
         } else if entry.matches(':').count() == 1 {
             let (h, p) = entry.split_once(':').unwrap_or((entry, ""));
@@ -268,6 +279,9 @@ mod tests {
         assert!(check_target(&allowed, "not a url").is_err());
         assert!(check_target(&[], "http://anything:1/").is_ok());
         assert!(AllowedTarget::parse("host:notaport").is_err());
+        assert!(AllowedTarget::parse("[::1]junk").is_err());
+        assert!(AllowedTarget::parse("http://host:80").is_err());
+        assert!(AllowedTarget::parse("user@host").is_err());
         assert!(AllowedTarget::parse(":80").is_err());
         assert_eq!(
             AllowedTarget::parse("[::1]:9000").unwrap().to_string(),

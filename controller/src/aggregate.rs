@@ -202,10 +202,27 @@ impl StepAggregate {
 
     /// Records that an agent's share failed, leaving the intervals it completes for
     /// [`take_ready`](Self::take_ready).
+    ///
+    /// Requests it reported sent but not yet finished are gone with it: they are counted as
+    /// cancelled (the client abandoned them, whatever the server did), so the step's and the
+    /// agent's counts still add up.
     pub fn lose(&mut self, agent: usize, why: String) {
-        if self.ends[agent] == AgentEnd::Running {
-            self.ends[agent] = AgentEnd::Failed(why);
+        if self.ends[agent] != AgentEnd::Running {
+            return;
         }
+        let m = &mut self.agent_merged[agent];
+        let open = m.sent.saturating_sub(m.completed + m.failed + m.cancelled);
+        if open == 0 {
+            self.ends[agent] = AgentEnd::Failed(why);
+            return;
+        }
+        for c in [m, &mut self.counts] {
+            c.cancelled += open;
+            *c.errors.entry("cancelled".to_string()).or_default() += open;
+        }
+        self.ends[agent] = AgentEnd::Failed(format!(
+            "{why}; its {open} requests in flight are counted as cancelled"
+        ));
     }
 
     /// Records that an agent takes no part in the step.
@@ -285,6 +302,23 @@ mod tests {
             }),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_lost_agents_requests_in_flight_are_counted_as_cancelled() {
+        let mut agg = StepAggregate::new(0, plan(), 2);
+        let mut r = report(0, 3);
+        r.counts.as_mut().unwrap().sent = 10;
+        agg.on_interval(0, &r).unwrap();
+        agg.on_interval(1, &report(0, 4)).unwrap();
+        agg.lose(0, "stream failed".into());
+        agg.on_done(1, &ShareSummary::default());
+        agg.take_ready();
+        let c = &agg.counts;
+        assert_eq!((c.sent, c.completed, c.cancelled), (14, 7, 7));
+        assert_eq!(c.errors.get("cancelled"), Some(&7));
+        assert_eq!(agg.agent_merged[0].cancelled, 7);
+        assert!(matches!(&agg.ends[0], AgentEnd::Failed(w) if w.contains("7 requests in flight")));
     }
 
     #[test]

@@ -800,6 +800,7 @@ mod tests {
                 crate::pool::TokenHeader::default(),
             ),
             weight: 2.0,
+            origin: None,
             hello: HelloReply {
                 agent_id: id.into(),
                 cores: 2,

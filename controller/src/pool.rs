@@ -32,7 +32,9 @@ impl tonic::service::Interceptor for TokenHeader {
         mut request: tonic::Request<()>,
     ) -> Result<tonic::Request<()>, tonic::Status> {
         if let Some(v) = &self.0 {
-            request.metadata_mut().insert(TOKEN_HEADER, v.clone());
+            let mut v = v.clone();
+            v.set_sensitive(true);
+            request.metadata_mut().insert(TOKEN_HEADER, v);
         }
         Ok(request)
     }
@@ -40,10 +42,20 @@ impl tonic::service::Interceptor for TokenHeader {
 
 /// How the controller proves itself to agents and checks them: the shared token, and TLS (the
 /// CA that signed the agents' certificates, and a client certificate for mutual TLS).
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct AgentSecurity {
     pub token: Option<Token>,
     pub tls: Option<ClientTlsConfig>,
+}
+
+/// Says what is set, never the token or the client key.
+impl std::fmt::Debug for AgentSecurity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentSecurity")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
 }
 
 impl AgentSecurity {
@@ -113,6 +125,8 @@ pub struct AgentSpec {
     pub addr: String,
     /// Its share of the load against the others'; None: its cores.
     pub weight: Option<f64>,
+    /// The `dns:NAME:PORT` it was found by, when it was.
+    pub origin: Option<String>,
 }
 
 /// How long `dns:` names are retried while they resolve to nothing (a headless Service whose
@@ -154,6 +168,7 @@ where
                 out.push(AgentSpec {
                     addr,
                     weight: spec.weight,
+                    origin: Some(spec.addr.clone()),
                 });
             }
         }
@@ -196,6 +211,8 @@ pub struct AgentHandle {
     pub hello: HelloReply,
     /// Its share of the load against the other agents'.
     pub weight: f64,
+    /// The `dns:NAME:PORT` it was found by: a restarted agent may come back at another address.
+    pub origin: Option<String>,
     pub clock: ClockEstimate,
     /// The local process, when the controller started it.
     pub child: Option<ChildGuard>,
@@ -215,9 +232,9 @@ pub struct ClockEstimate {
 /// A clock offset from one exchange: sent at `t0`, answered with `agent_clock`, back at `t1`,
 /// all in microseconds.
 pub fn offset_from_exchange(t0: i64, agent_clock: i64, t1: i64) -> ClockEstimate {
-    let rtt = (t1 - t0).max(0);
+    let rtt = t1.saturating_sub(t0).max(0);
     ClockEstimate {
-        offset_us: agent_clock - (t0 + rtt / 2),
+        offset_us: agent_clock.saturating_sub(t0.saturating_add(rtt / 2)),
         uncertainty_us: (rtt / 2).unsigned_abs(),
         rtt_us: rtt.unsigned_abs(),
     }
@@ -255,6 +272,11 @@ pub async fn connect(
     } else {
         "http"
     };
+    if security.tls.is_some() && addr.starts_with("http://") {
+        bail!(
+            "agent {addr}: --tls-ca asks for TLS but the address says http://: give HOST:PORT or https://HOST:PORT"
+        );
+    }
     let url = if addr.starts_with("http://") || addr.starts_with("https://") {
         addr.to_string()
     } else {
@@ -316,6 +338,13 @@ pub async fn connect(
         }
     }
     let (clock, hello) = best.context("no handshake answer")?;
+    // Start times are sent on each agent's clock; one a day off is a broken clock, not skew.
+    if clock.offset_us.unsigned_abs() > 86_400_000_000 {
+        bail!(
+            "agent {addr}'s clock is {:.0} s off the controller's: set both clocks (NTP) before a run",
+            clock.offset_us as f64 / 1e6
+        );
+    }
     let weight = weight.unwrap_or(f64::from(hello.cores.max(1)));
     Ok(AgentHandle {
         index,
@@ -323,6 +352,7 @@ pub async fn connect(
         client,
         hello,
         weight,
+        origin: None,
         clock,
         child,
         monitor_only: false,
@@ -367,6 +397,7 @@ mod tests {
         AgentSpec {
             addr: addr.into(),
             weight,
+            origin: None,
         }
     }
 
@@ -387,13 +418,9 @@ mod tests {
         ];
         let out = expand_dns(&specs, lookup).await.unwrap();
         // Sorted, and an address named twice is one agent.
-        assert_eq!(
-            out,
-            vec![
-                spec("10.0.0.5:7070", None),
-                spec("10.0.0.7:7070", Some(2.0))
-            ]
-        );
+        let mut found = spec("10.0.0.7:7070", Some(2.0));
+        found.origin = Some("dns:agents.ns.svc:7070".into());
+        assert_eq!(out, vec![spec("10.0.0.5:7070", None), found]);
         let e = expand_dns(&[spec("dns:missing:7070", None)], lookup)
             .await
             .unwrap_err();

@@ -668,7 +668,7 @@ impl Session<'_> {
                 () = self.interrupt.cancelled(), if !self.interrupted => {
                     self.interrupted = true;
                     writeln!(out, "interrupted: stopping the agents; requests in flight get {}s", grace.as_secs_f64())?;
-                    stop_all(&self.agents, &self.ctx.run_id).await;
+                    stop_all(self.reachable(), &self.ctx.run_id).await;
                     stop_deadline = Some(Instant::now() + grace + STOP_SLACK);
                 }
                 () = sleep_until(abandon_at), if stop_deadline.is_some() => {
@@ -680,6 +680,10 @@ impl Session<'_> {
                     }
                 }
                 () = sleep_until(launch_at), if next < steps.len() && !halted => {
+                    // An agent back since the last look takes part in this step already.
+                    while let Ok(handle) = self.rejoin_rx.try_recv() {
+                        self.accept_rejoin(handle, run_start_us, out)?;
+                    }
                     let step = &steps[next];
                     let g = base + next;
                     let n_load = load_agents(&self.agents);
@@ -715,7 +719,7 @@ impl Session<'_> {
                             &self.ctx.run_id,
                             g,
                             step,
-                            starts[next] + m.clock.offset_us,
+                            starts[next].saturating_add(m.clock.offset_us),
                             i,
                             m,
                         );
@@ -733,18 +737,7 @@ impl Session<'_> {
                     let _ = reply.send(answer);
                 }
                 Some(handle) = self.rejoin_rx.recv() => {
-                    let i = handle.index;
-                    writeln!(out, "agent {} at {} rejoined (clock offset {:+.3} ms ± {:.3} ms); it takes part from the next step",
-                        handle.hello.agent_id, handle.addr,
-                        handle.clock.offset_us as f64 / 1000.0, handle.clock.uncertainty_us as f64 / 1000.0)?;
-                    let who = (handle.hello.agent_id.clone(), handle.addr.clone());
-                    // The step it joins is named when that step starts.
-                    self.rejoined_unplaced.push(self.summary.agent_events.len());
-                    self.record_agent_event(who, "rejoined", "", "handshake and workload done".into(), run_start_us);
-                    let old = std::mem::replace(&mut self.agents[i], handle);
-                    self.agents[i].child = old.child;
-                    self.agents[i].monitor_only = old.monitor_only;
-                    self.lost[i] = None;
+                    self.accept_rejoin(handle, run_start_us, out)?;
                 }
                 _ = heartbeat.tick() => {
                     // Queued events mean the merge loop is behind, not that an agent is silent.
@@ -808,6 +801,81 @@ impl Session<'_> {
             .collect())
     }
 
+    /// Dials agent `i` again in the background until it answers (see [`rejoin`]).
+    fn spawn_rejoin(&self, i: usize) {
+        let agent = &self.agents[i];
+        let taken = self
+            .reachable()
+            .filter(|a| a.index != i)
+            .map(|a| a.addr.clone())
+            .collect();
+        tokio::spawn(rejoin(
+            RejoinTarget {
+                index: i,
+                addr: agent.addr.clone(),
+                origin: agent.origin.clone(),
+                taken,
+                weight: agent.weight,
+                monitor_only: agent.monitor_only,
+                target_url: self.ctx.base_url.clone(),
+            },
+            self.ctx.security.clone(),
+            self.ctx.workload.clone(),
+            self.rejoin_tx.clone(),
+            self.rejoin_stop.clone(),
+        ));
+    }
+
+    /// Puts a rejoined agent back in its place, from the next step on.
+    fn accept_rejoin(
+        &mut self,
+        handle: AgentHandle,
+        run_start_us: i64,
+        out: &mut (impl Write + Send),
+    ) -> anyhow::Result<()> {
+        let i = handle.index;
+        // Two lost agents of one `dns:` name may both find the same new address: one is enough.
+        if self
+            .reachable()
+            .any(|a| a.index != i && a.addr == handle.addr)
+        {
+            self.spawn_rejoin(i);
+            return Ok(());
+        }
+        writeln!(
+            out,
+            "agent {} at {} rejoined (clock offset {:+.3} ms ± {:.3} ms); it takes part from the next step",
+            handle.hello.agent_id,
+            handle.addr,
+            handle.clock.offset_us as f64 / 1000.0,
+            handle.clock.uncertainty_us as f64 / 1000.0
+        )?;
+        let who = (handle.hello.agent_id.clone(), handle.addr.clone());
+        // The step it joins is named when that step starts.
+        self.rejoined_unplaced.push(self.summary.agent_events.len());
+        self.record_agent_event(
+            who,
+            "rejoined",
+            "",
+            "handshake and workload done".into(),
+            run_start_us,
+        );
+        let old = std::mem::replace(&mut self.agents[i], handle);
+        self.agents[i].child = old.child;
+        self.agents[i].monitor_only = old.monitor_only;
+        self.lost[i] = None;
+        Ok(())
+    }
+
+    /// The agents not lost.
+    fn reachable(&self) -> impl Iterator<Item = &AgentHandle> {
+        self.agents
+            .iter()
+            .zip(&self.lost)
+            .filter(|(_, lost)| lost.is_none())
+            .map(|(a, _)| a)
+    }
+
     /// Microseconds since `heard_base` for `at`.
     fn heard_at(&self, i: usize, at: Instant) {
         let us = micros(at.saturating_duration_since(self.heard_base));
@@ -869,21 +937,10 @@ impl Session<'_> {
                     agent.hello.agent_id
                 )?;
                 self.agent_aborted = true;
-                stop_all(&self.agents, &self.ctx.run_id).await;
+                stop_all(self.reachable(), &self.ctx.run_id).await;
             }
         } else {
-            tokio::spawn(rejoin(
-                RejoinTarget {
-                    index: i,
-                    addr: agent.addr.clone(),
-                    weight: agent.weight,
-                    monitor_only: agent.monitor_only,
-                },
-                self.ctx.security.clone(),
-                self.ctx.workload.clone(),
-                self.rejoin_tx.clone(),
-                self.rejoin_stop.clone(),
-            ));
+            self.spawn_rejoin(i);
         }
         Ok(())
     }
@@ -972,7 +1029,7 @@ impl Session<'_> {
                     out,
                     "aborting: {name} failed a threshold and the plan sets abort_on_slo_fail"
                 )?;
-                stop_all(&self.agents, &self.ctx.run_id).await;
+                stop_all(self.reachable(), &self.ctx.run_id).await;
             }
         }
         if (self.slo_aborted || self.agent_aborted) && stop_deadline.is_none() {
@@ -1083,7 +1140,7 @@ impl Session<'_> {
             s.recovery = Some(rec);
         }
         s.resources = agg.resources.summary();
-        let (rates, counts) = share_split(&p.load, &agg.weights);
+        let (rates, counts) = share_split(&p.load, &agg.weights, p.duration);
         let seconds = p.duration.as_secs_f64().max(1e-9);
         s.agents = agents
             .iter()
@@ -1148,6 +1205,7 @@ async fn bring_up_agents(opts: &RunOptions, plan: &Plan) -> anyhow::Result<Vec<A
             .map(|a| AgentSpec {
                 addr: a.addr.clone(),
                 weight: a.weight,
+                origin: None,
             })
             .collect()
     } else {
@@ -1156,6 +1214,7 @@ async fn bring_up_agents(opts: &RunOptions, plan: &Plan) -> anyhow::Result<Vec<A
             .map(|addr| AgentSpec {
                 addr: addr.clone(),
                 weight: None,
+                origin: None,
             })
             .collect()
     };
@@ -1169,7 +1228,9 @@ async fn bring_up_agents(opts: &RunOptions, plan: &Plan) -> anyhow::Result<Vec<A
     } else {
         let specs = expand_dns(&specs, |name| resolve_waiting(name, DNS_WAIT)).await?;
         for (i, spec) in specs.iter().enumerate() {
-            agents.push(connect(i, &spec.addr, spec.weight, None, &opts.security).await?);
+            let mut agent = connect(i, &spec.addr, spec.weight, None, &opts.security).await?;
+            agent.origin.clone_from(&spec.origin);
+            agents.push(agent);
         }
     }
     Ok(agents)
@@ -1179,8 +1240,14 @@ async fn bring_up_agents(opts: &RunOptions, plan: &Plan) -> anyhow::Result<Vec<A
 struct RejoinTarget {
     index: usize,
     addr: String,
+    /// The `dns:` name it was found by: a restarted pod may come back at another address.
+    origin: Option<String>,
+    /// Other agents' addresses, not to be taken for this one.
+    taken: Vec<String>,
     weight: f64,
     monitor_only: bool,
+    /// The run's target, which the agent's allow-list (perhaps changed by a restart) must allow.
+    target_url: String,
 }
 
 /// Dials a lost agent every [`REJOIN_EVERY`] until it answers the handshake and builds the
@@ -1197,24 +1264,43 @@ async fn rejoin(
             () = stop.cancelled() => return,
             () = tokio::time::sleep(REJOIN_EVERY) => {}
         }
-        let Ok(mut handle) = connect(
-            target.index,
-            &target.addr,
-            Some(target.weight),
-            None,
-            &security,
-        )
-        .await
-        else {
+        // Its old address first, then the name's addresses no other agent has.
+        let mut candidates = vec![target.addr.clone()];
+        if let Some(name) = target
+            .origin
+            .as_deref()
+            .and_then(|o| o.strip_prefix("dns:"))
+            && let Ok(found) = tokio::net::lookup_host(name).await
+        {
+            candidates.extend(
+                found
+                    .map(|a| a.to_string())
+                    .filter(|a| *a != target.addr && !target.taken.contains(a)),
+            );
+        }
+        let mut joined = None;
+        for addr in &candidates {
+            if let Ok(h) = connect(target.index, addr, Some(target.weight), None, &security).await {
+                joined = Some(h);
+                break;
+            }
+        }
+        let Some(mut handle) = joined else {
             continue;
         };
+        handle.origin.clone_from(&target.origin);
         handle.monitor_only = target.monitor_only;
-        if !handle.monitor_only
-            && crate::workload::load_on_agents(std::slice::from_ref(&handle), &workload)
+        if !handle.monitor_only {
+            if let Err(e) = check_allows(&handle, &target.target_url) {
+                tracing::warn!(agent = %target.addr, "not rejoining: {e:#}");
+                continue;
+            }
+            if crate::workload::load_on_agents(std::slice::from_ref(&handle), &workload)
                 .await
                 .is_err()
-        {
-            continue;
+            {
+                continue;
+            }
         }
         let _ = back.send(handle);
         return;
@@ -1252,16 +1338,23 @@ fn emit_interval(
 }
 
 /// Each agent's share of a step's load by weight: rates for open loop, users for closed loop.
-fn share_split(load: &Load, weights: &[f64]) -> (Option<Vec<f64>>, Option<Vec<u32>>) {
+fn share_split(
+    load: &Load,
+    weights: &[f64],
+    duration: Duration,
+) -> (Option<Vec<f64>>, Option<Vec<u32>>) {
     match load {
         Load::Open { qps, .. } => (Some(split_rate(*qps, weights)), None),
         Load::Closed { concurrency, .. } => (None, Some(split_count(*concurrency, weights))),
-        // A trace is dealt by weight, request by request.
+        // A trace is dealt by weight, request by request: each agent's rate is its part of the
+        // requests over the step.
         Load::Trace { entries, .. } => {
-            let deal = deal_by_weight(weights, entries.len());
-            let per_agent =
-                (0..weights.len()).map(|i| deal.iter().filter(|&&d| d == i).count() as f64);
-            (Some(per_agent.collect()), None)
+            let mut parts = vec![0.0; weights.len()];
+            for d in deal_by_weight(weights, entries.len()) {
+                parts[d] += 1.0;
+            }
+            let seconds = duration.as_secs_f64().max(1e-3);
+            (Some(parts.into_iter().map(|n| n / seconds).collect()), None)
         }
     }
 }
@@ -1292,7 +1385,12 @@ fn launch(
         .map(|(a, &on)| if on { a.weight } else { 0.0 })
         .collect();
     agg.weights.clone_from(&weights);
-    let (rates, counts) = share_split(&step.load, &weights);
+    let (rates, counts) = share_split(&step.load, &weights, step.duration);
+    // A trace is dealt once, here, and each agent takes its part in order.
+    let deal = match &step.load {
+        Load::Trace { entries, .. } => deal_by_weight(&weights, entries.len()),
+        _ => Vec::new(),
+    };
     let goodput = &plan.goodput;
     // Constant arrivals of several agents interleave: the r-th active agent starts r/qps later.
     let rank = |i: usize| active[..i].iter().filter(|&&on| on).count();
@@ -1332,7 +1430,6 @@ fn launch(
                 ref entries,
                 max_in_flight,
             } => {
-                let deal = deal_by_weight(&weights, entries.len());
                 let trace: Vec<proto::TraceEntry> = entries
                     .iter()
                     .zip(&deal)
@@ -1390,7 +1487,7 @@ fn launch(
                 workload_id: ctx.workload.id.clone(),
             }),
             load: Some(load),
-            start_at_unix_us: start_us + agent.clock.offset_us,
+            start_at_unix_us: start_us.saturating_add(agent.clock.offset_us),
             duration_us: micros(step.duration),
             grace_us: micros(plan.grace.0),
             seed: plan.seed,
@@ -1443,6 +1540,9 @@ fn forward(agent: &AgentHandle, share: StageShare, k: usize, i: usize, streams: 
                             {
                                 return;
                             }
+                            // A full queue (a busy merge loop) held this reader: the agent
+                            // was not silent meanwhile.
+                            heard[i].fetch_max(micros(base.elapsed()), Ordering::Relaxed);
                         }
                         Ok(Some(_)) => {}
                         Ok(None) => break None,
@@ -1466,14 +1566,19 @@ fn forward(agent: &AgentHandle, share: StageShare, k: usize, i: usize, streams: 
     });
 }
 
-async fn stop_all(agents: &[AgentHandle], run_id: &str) {
-    for a in agents {
+/// Tells every agent to stop the run, all at once: one that does not answer within 2 s is
+/// left behind (its shares end with its stream).
+async fn stop_all<'a>(agents: impl Iterator<Item = &'a AgentHandle>, run_id: &str) {
+    let stops = agents.map(|a| {
         let mut client = a.client.clone();
         let req = StopRequest {
             run_id: run_id.to_string(),
         };
-        let _ = tokio::time::timeout(Duration::from_secs(2), client.stop(req)).await;
-    }
+        async move {
+            let _ = tokio::time::timeout(Duration::from_secs(2), client.stop(req)).await;
+        }
+    });
+    futures_util::future::join_all(stops).await;
 }
 
 /// A plan name made safe for a folder name.

@@ -79,6 +79,9 @@ pub struct OpenAiClient {
 pub fn http_pool(connect_timeout: Duration) -> Result<reqwest::Client, ClientError> {
     Ok(reqwest::Client::builder()
         .connect_timeout(connect_timeout)
+        // A redirect is the server's answer, counted as such: following it would measure
+        // another endpoint, and could lead the agent past its allow-list.
+        .redirect(reqwest::redirect::Policy::none())
         .tcp_nodelay(true)
         .pool_max_idle_per_host(usize::MAX)
         .pool_idle_timeout(Duration::from_secs(90))

@@ -233,6 +233,8 @@ impl Scraper {
         let client = reqwest::Client::builder()
             .connect_timeout(timeout)
             .timeout(timeout)
+            // Scrapes stay on the endpoints named (and allowed): no redirect is followed.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| error_chain(&e))?;
         Ok(Scraper {
