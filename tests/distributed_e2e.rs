@@ -301,6 +301,19 @@ fn with_on_agent_lost_abort_a_lost_agent_stops_the_run() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("on_agent_lost"));
     let s = ws.summary();
     assert_eq!(s["status"], "aborted");
+    let finding = s["analysis"]["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .find(|f| f["code"] == "agent_lost")
+        .expect("an agent_lost finding");
+    assert_eq!(finding["severity"], "critical");
+    assert!(
+        finding["message"]
+            .as_str()
+            .unwrap()
+            .contains("on_agent_lost")
+    );
     assert!(f(&s["stages"][0]["duration_s"]) > 0.0);
 }
 

@@ -691,6 +691,8 @@ impl Session<'_> {
                     if !active.contains(&true) {
                         writeln!(out, "aborting: every agent is lost, none is left to run {}", step.name)?;
                         self.agent_aborted = true;
+                        let why = "every agent is lost".to_string();
+                        self.record_agent_event((String::new(), String::new()), "abort", &step.name, why, run_start_us);
                         continue;
                     }
                     for e in std::mem::take(&mut self.rejoined_unplaced) {
@@ -937,6 +939,9 @@ impl Session<'_> {
                     agent.hello.agent_id
                 )?;
                 self.agent_aborted = true;
+                let who = (agent.hello.agent_id.clone(), agent.addr.clone());
+                let why = "on_agent_lost = \"abort\"".to_string();
+                self.record_agent_event(who, "abort", &step_name, why, run_start_us);
                 stop_all(self.reachable(), &self.ctx.run_id).await;
             }
         } else {

@@ -497,7 +497,8 @@ pub struct AgentEventRecord {
     pub at: String,
     pub agent: String,
     pub addr: String,
-    /// `lost` or `rejoined`.
+    /// `lost`, `rejoined`, or `abort` (the run stopped: `on_agent_lost = "abort"`, or no
+    /// agent left).
     pub event: String,
     /// The step it was lost in, or the first step it rejoins.
     pub step: String,

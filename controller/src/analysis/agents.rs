@@ -16,11 +16,17 @@ pub fn lost(ev: &Evidence<'_>, lang: Lang, out: &mut Vec<Finding>) {
         let (agent, addr, step, at, why) =
             (&e.agent, &e.addr, &e.step, num(e.elapsed_s), &e.detail);
         let after = match back {
-            _ if ev.aborted => tr!(
-                lang,
-                "the run was aborted (on_agent_lost = \"abort\")",
-                "运行已中止（on_agent_lost = \"abort\"）"
-            ),
+            _ if ev.aborted => {
+                let reason = events
+                    .iter()
+                    .find(|a| a.event == "abort")
+                    .map_or("", |a| a.detail.as_str());
+                tr!(
+                    lang,
+                    "the run was aborted ({reason})",
+                    "运行已中止（{reason}）"
+                )
+            }
             Some(r) if r.step.is_empty() => {
                 let t = num(r.elapsed_s);
                 tr!(
@@ -111,10 +117,21 @@ mod tests {
             out.iter()
                 .all(|f| f.severity == "warning" && f.code == "agent_lost")
         );
+        let mut with_abort = events.to_vec();
+        let mut abort = event("b", "abort", "s1", 4.0);
+        abort.detail = "on_agent_lost = \"abort\"".into();
+        with_abort.push(abort);
+        ev.agent_events = &with_abort;
         ev.aborted = true;
         let mut out = Vec::new();
         lost(&ev, Lang::Zh, &mut out);
         assert_eq!(out[0].severity, "critical");
         assert!(out[0].message.contains("中止"), "{}", out[0].message);
+        assert!(
+            out[0].message.contains("on_agent_lost"),
+            "{}",
+            out[0].message
+        );
+        assert_eq!(out.len(), 2, "an abort event is not a loss of its own");
     }
 }

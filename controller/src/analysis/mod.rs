@@ -44,7 +44,7 @@ pub struct Evidence<'a> {
     pub probes: &'a [ProbeResult],
     /// Agents lost and rejoined, in order.
     pub agent_events: &'a [AgentEventRecord],
-    /// The run stopped because an agent was lost (`on_agent_lost = "abort"`).
+    /// The run stopped because of lost agents (an `abort` agent event).
     pub aborted: bool,
 }
 
@@ -75,7 +75,7 @@ impl<'a> Evidence<'a> {
             history: Some(&run.history),
             probes: &run.summary.probes,
             agent_events: &run.summary.agent_events,
-            aborted: run.summary.status == "aborted",
+            aborted: run.summary.agent_events.iter().any(|e| e.event == "abort"),
         }
     }
 
