@@ -179,6 +179,16 @@ fn three_weighted_agents_share_a_stage_and_merge_to_the_sum_of_their_parts() {
     assert_eq!(u(&stage["requests"]["completed"]), sum);
 }
 
+/// The run's `agent_lost` finding.
+fn agent_lost_finding(summary: &Value) -> &Value {
+    summary["analysis"]["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .find(|f| f["code"] == "agent_lost")
+        .expect("an agent_lost finding")
+}
+
 /// A free port on loopback, for an agent that must come back at the same address.
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -270,12 +280,7 @@ fn an_agent_killed_mid_stage_is_lost_its_data_kept_and_it_rejoins_the_next_stage
         .map(|e| (e["event"].as_str().unwrap(), e["step"].as_str().unwrap()))
         .collect();
     assert_eq!(events, [("lost", "first"), ("rejoined", "second")]);
-    let finding = s["analysis"]["findings"]
-        .as_array()
-        .expect("findings")
-        .iter()
-        .find(|f| f["code"] == "agent_lost")
-        .expect("an agent_lost finding");
+    let finding = agent_lost_finding(&s);
     assert!(finding["message"].as_str().unwrap().contains("rejoined"));
     assert_eq!(s["alerts"]["agent_lost"], 1);
 }
@@ -301,12 +306,7 @@ fn with_on_agent_lost_abort_a_lost_agent_stops_the_run() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("on_agent_lost"));
     let s = ws.summary();
     assert_eq!(s["status"], "aborted");
-    let finding = s["analysis"]["findings"]
-        .as_array()
-        .expect("findings")
-        .iter()
-        .find(|f| f["code"] == "agent_lost")
-        .expect("an agent_lost finding");
+    let finding = agent_lost_finding(&s);
     assert_eq!(finding["severity"], "critical");
     assert!(
         finding["message"]
