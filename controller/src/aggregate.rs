@@ -201,7 +201,7 @@ impl StepAggregate {
     }
 
     /// Records that an agent's share failed, leaving the intervals it completes for
-    /// [`take_ready`](Self::take_ready).
+    /// [`take_complete`](Self::take_complete).
     ///
     /// Requests it reported sent but not yet finished are gone with it: they are counted as
     /// cancelled (the client abandoned them, whatever the server did), so the step's and the
@@ -232,17 +232,13 @@ impl StepAggregate {
         }
     }
 
-    /// Intervals no agent is still to report, in order.
-    pub fn take_ready(&mut self) -> Vec<MergedInterval> {
-        self.take_complete()
-    }
-
     /// True when every agent has finished or failed.
     pub fn finished(&self) -> bool {
         self.ends.iter().all(|e| *e != AgentEnd::Running)
     }
 
-    fn take_complete(&mut self) -> Vec<MergedInterval> {
+    /// Intervals no agent is still to report, in order.
+    pub fn take_complete(&mut self) -> Vec<MergedInterval> {
         let mut out = Vec::new();
         while let Some((&index, _)) = self.pending.first_key_value() {
             let complete =
@@ -313,7 +309,7 @@ mod tests {
         agg.on_interval(1, &report(0, 4)).unwrap();
         agg.lose(0, "stream failed".into());
         agg.on_done(1, &ShareSummary::default());
-        agg.take_ready();
+        agg.take_complete();
         let c = &agg.counts;
         assert_eq!((c.sent, c.completed, c.cancelled), (14, 7, 7));
         assert_eq!(c.errors.get("cancelled"), Some(&7));

@@ -1016,7 +1016,7 @@ impl Session<'_> {
         for g in ready {
             let merged = aggregates
                 .get_mut(&g)
-                .map(StepAggregate::take_ready)
+                .map(StepAggregate::take_complete)
                 .unwrap_or_default();
             self.emit(g, merged, steps, base, start_offset_s, out)?;
             if !aggregates.get(&g).is_some_and(StepAggregate::finished) {

@@ -75,11 +75,7 @@ pub fn final_table(out: &mut impl Write, stages: &[StageSummary]) -> std::io::Re
         "slo"
     )?;
     for s in stages {
-        let offered = match (s.offered_qps, s.concurrency) {
-            (Some(q), _) => format!("{q:.1}"),
-            (None, Some(c)) => format!("c={c}"),
-            _ => "-".into(),
-        };
+        let offered = offered_label(s.offered_qps, s.concurrency);
         writeln!(
             out,
             "{:<28} {:>8} {:>8.1} {:>9.1} {:>9.1} {:>8.2} {:>8.2} {:>9.1} {:>9.0} {:>7.2} {:>5}",
@@ -273,11 +269,7 @@ pub fn steps_table<'a>(
         "step", "offered", "achieved", "ttft p99", "e2e p99", "tok/s", "err%", "slo"
     )?;
     for s in steps {
-        let offered = match (s.offered_qps, s.concurrency) {
-            (Some(q), _) => format!("{q:.1}"),
-            (None, Some(c)) => format!("c={c}"),
-            _ => "-".into(),
-        };
+        let offered = offered_label(s.offered_qps, s.concurrency);
         writeln!(
             out,
             "{:<28} {:>8} {:>8.1} {:>9.1} {:>9.1} {:>9.0} {:>7.2} {:>5}",
@@ -299,6 +291,15 @@ fn truncate(s: &str, n: usize) -> String {
         s.to_string()
     } else {
         s.chars().take(n - 1).chain(['~']).collect()
+    }
+}
+
+/// A step's load for the tables: its rate, `c=N` users for closed loop, or `-`.
+fn offered_label(qps: Option<f64>, concurrency: Option<u32>) -> String {
+    match (qps, concurrency) {
+        (Some(q), _) => format!("{q:.1}"),
+        (None, Some(c)) => format!("c={c}"),
+        _ => "-".into(),
     }
 }
 
