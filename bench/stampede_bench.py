@@ -20,7 +20,11 @@ Sections (--only):
                 and <= 1 ms) for 16-, 32-, 64- and 1024-token streams, ITL 1 ms; when the sim
                 saturates the machine first, also the agent's capacity derived from its CPU per
                 request (1 core / CPU per request)
-  accuracy  (c) reported TTFT and ITL minus the simulator's true values at 10, 100, 500, 1000 QPS
+  accuracy  (c) reported TTFT and ITL minus the simulator's true values at 10, 100, 500, 1000 QPS;
+                the simulator is started by the benchmark (its precise `inline` pacer, or
+                `--sim-pacer controller`) so that its own /metrics can be read afterwards: its
+                TTFT from receipt to the first token's write, and how late its tokens left, so
+                that the client's own error is told from the simulator's
   memory    (d) agent and controller RSS at 500 QPS for --memory-duration (default 2 min, not the
                 issue's 10 min: say so when quoting), and its slope over the second half
   scaling   (e) highest rate with 1, 2, 4 local agents (16-token streams); (f) the controller's
@@ -39,6 +43,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,18 +53,22 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 def plan_toml(name, qps, duration, out_tokens, in_tokens=16, ttft="50ms", itl="10ms",
-              arrival="constant", max_model_len=None, warmup=3):
-    sim = [f'preset = "deterministic"', f'ttft = "{ttft}"', f'itl = "{itl}"']
-    if max_model_len:
-        sim.append(f"max_model_len = {max_model_len}")
+              arrival="constant", max_model_len=None, warmup=3, base_url=None):
+    """A one-stage plan against the simulator the controller starts, or against `base_url`."""
+    if base_url:
+        target = [f'base_url = "{base_url}"']
+    else:
+        target = ["[target.sim]", 'preset = "deterministic"', f'ttft = "{ttft}"',
+                  f'itl = "{itl}"']
+        if max_model_len:
+            target.append(f"max_model_len = {max_model_len}")
     return "\n".join([
         f'name = "{name}"',
         "seed = 1",
         'interval = "1s"',
         "[target]",
         'api = "chat"',
-        "[target.sim]",
-        *sim,
+        *target,
         "[workload]",
         f"input_tokens = {in_tokens}",
         f"output_tokens = {out_tokens}",
@@ -165,6 +174,64 @@ def run_plan(toml, agents=1, duration=None):
     start = next((t for t, snap in sampler.samples
                   if any(c == "agent" for c, _, _ in snap.values())), 0.0) + 1.0
     return summary, sampler, start
+
+
+class OwnSim:
+    """A simulator started here rather than by the controller, so that its /metrics can be read
+    after the run: its own TTFT and token lateness, to tell the simulator's error from the
+    client's. `pacer` "inline" is its most precise mode (its serving thread busy-polls before
+    each due time, a core while tokens are due); "controller" starts it as the controller does
+    (the thread pacer, `--timer-spin 0s` on fewer than 4 cores: tokens about 0.2 ms late)."""
+
+    def __init__(self, ttft, itl, pacer="inline"):
+        cmd = [str(BIN / "sim"), "--listen", "127.0.0.1:0", "--ttft", ttft, "--itl", itl,
+               "--stop-on-stdin-eof"]
+        if pacer == "inline":
+            cmd += ["--pacer", "inline"]
+        elif (os.cpu_count() or 1) < 4:
+            cmd += ["--timer-spin", "0s"]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True)
+        line = self.proc.stdout.readline().strip()
+        if not line.startswith("listening on "):
+            self.proc.kill()
+            raise RuntimeError(f"the simulator did not start: {line!r}")
+        self.addr = line.rsplit(" ", 1)[1]
+        self.base_url = f"http://{self.addr}/v1"
+
+    def metrics(self):
+        """{metric name: value} of the series without labels other than engine/model."""
+        with urllib.request.urlopen(f"http://{self.addr}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        out = {}
+        for line in text.splitlines():
+            if not line or line.startswith("#"):
+                continue
+            name_labels, value = line.rsplit(" ", 1)
+            name = name_labels.split("{", 1)[0]
+            le = None
+            if 'le="' in name_labels:
+                le = name_labels.split('le="', 1)[1].split('"', 1)[0]
+                out.setdefault(name, []).append((float(le), float(value)))
+            else:
+                out.setdefault(name, float(value))
+        return out
+
+    def close(self):
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def bucket_quantile(buckets, q):
+    """The upper bound of the Prometheus bucket holding quantile `q` (cumulative buckets)."""
+    total = buckets[-1][1] if buckets else 0
+    for le, count in buckets:
+        if total and count >= q * total:
+            return le
+    return float("nan")
 
 
 def window_cpu(sampler, start, duration, lo=0.25, hi=0.9):
@@ -282,15 +349,34 @@ def section_accuracy(args):
         rows = []
         for _ in range(args.repeats):
             d = max(args.duration, 30) if q < 100 else args.duration
-            summary, _, _ = run_plan(plan_toml("acc", q, d, 16, ttft="50ms", itl="10ms"), 1)
+            sim = OwnSim("50ms", "10ms", args.sim_pacer)
+            try:
+                summary, _, _ = run_plan(plan_toml("acc", q, d, 16, base_url=sim.base_url), 1)
+                m = sim.metrics()
+            finally:
+                sim.close()
             st = stage(summary)
+            # The simulator's own view, over the warm-up and the measured step: how long after
+            # receiving a request its first token went out, and how late its tokens left.
+            sim_ttft = m["vllm:time_to_first_token_seconds_sum"] / max(
+                m["vllm:time_to_first_token_seconds_count"], 1)
+            sim_itl = m["vllm:inter_token_latency_seconds_sum"] / max(
+                m["vllm:inter_token_latency_seconds_count"], 1)
+            late_mean = m["stampede_sim_token_lateness_seconds_sum"] / max(
+                m["stampede_sim_token_lateness_seconds_count"], 1)
             rows.append(dict(
                 ttft_mean=(st["ttft_ms"]["mean"] - 50) * 1000,
                 ttft_p99=(st["ttft_ms"]["p99"] - 50) * 1000,
                 ttftc_mean=(st["ttft_corrected_ms"]["mean"] - 50) * 1000,
                 ttftc_p99=(st["ttft_corrected_ms"]["p99"] - 50) * 1000,
+                sim_ttft_mean=(sim_ttft - 0.050) * 1e6,
+                late_mean=late_mean * 1e6,
+                late_p99=bucket_quantile(m["stampede_sim_token_lateness_seconds_bucket"],
+                                         0.99) * 1e6,
+                client_ttft_mean=(st["ttft_ms"]["mean"] / 1000 - sim_ttft) * 1e6,
                 itl_mean=(st["itl_ms"]["mean"] - 10) * 1000,
                 itl_p99=(st["itl_ms"]["p99"] - 10) * 1000,
+                client_itl_mean=(st["itl_ms"]["mean"] / 1000 - sim_itl) * 1e6,
                 lag_p50=st["schedule_lag_ms"]["p50"] * 1000,
                 lag_p99=st["schedule_lag_ms"]["p99"] * 1000,
                 achieved=st["achieved_qps"],
@@ -299,19 +385,28 @@ def section_accuracy(args):
         lines.append((f"{q} QPS: TTFT err mean/p99 (us)",
                       fmt.format(med(r["ttft_mean"] for r in rows), med(r["ttft_p99"] for r in rows)),
                       "<=200 / <=1000 @500"))
+        lines.append((f"{q} QPS:   of which the sim's first token late, mean (us)",
+                      "{:+.0f}".format(med(r["sim_ttft_mean"] for r in rows)), ""))
+        lines.append((f"{q} QPS:   the client's own TTFT err, mean (us)",
+                      "{:+.0f}".format(med(r["client_ttft_mean"] for r in rows)),
+                      "<=200 @500"))
+        lines.append((f"{q} QPS: sim token lateness mean / p99 bucket (us)",
+                      "{:.0f} / <={:.0f}".format(med(r["late_mean"] for r in rows),
+                                                 med(r["late_p99"] for r in rows)), ""))
         lines.append((f"{q} QPS: corrected TTFT err mean/p99 (us)",
                       fmt.format(med(r["ttftc_mean"] for r in rows),
                                  med(r["ttftc_p99"] for r in rows)), ""))
-        lines.append((f"{q} QPS: ITL err mean/p99 (us)",
-                      fmt.format(med(r["itl_mean"] for r in rows), med(r["itl_p99"] for r in rows)),
-                      ""))
+        lines.append((f"{q} QPS: ITL err mean/p99 (us); client's own mean",
+                      fmt.format(med(r["itl_mean"] for r in rows), med(r["itl_p99"] for r in rows))
+                      + " ; {:+.0f}".format(med(r["client_itl_mean"] for r in rows)), ""))
         lines.append((f"{q} QPS: schedule lag p50/p99 (us)",
                       "{:.0f} / {:.0f}".format(med(r["lag_p50"] for r in rows),
                                                med(r["lag_p99"] for r in rows)),
                       "p99 <= 200 @500"))
         lines.append((f"{q} QPS: achieved", med(r["achieved"] for r in rows), ""))
     print_table("(c) accuracy: reported minus true (deterministic sim, TTFT 50 ms, ITL 10 ms, "
-                f"16-token streams, median of {args.repeats})", lines)
+                f"16-token streams, median of {args.repeats}, sim pacer {args.sim_pacer}); the "
+                "sim's own figures, from its /metrics, cover the warm-up step too", lines)
 
 
 def slope(points):
@@ -411,6 +506,9 @@ def main():
     ap.add_argument("--duration", type=int, default=20, help="seconds per cost/accuracy run")
     ap.add_argument("--probe-duration", type=int, default=10, help="seconds per capacity probe")
     ap.add_argument("--memory-duration", type=int, default=120)
+    ap.add_argument("--sim-pacer", choices=["inline", "controller"], default="inline",
+                    help="accuracy: the simulator's most precise pacer, or as the controller "
+                         "starts it")
     args = ap.parse_args()
     if not (BIN / "controller").exists():
         sys.exit("build first: cargo build --release --bins")

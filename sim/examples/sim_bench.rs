@@ -9,9 +9,11 @@
 //! current-thread runtime, plus the pacer thread), and a closed-loop client on another: enough
 //! concurrent streams (`rate x itl`) that each asks for `--max-tokens` tokens and starts a new
 //! request when one ends. The client is a bare HTTP/1.1 reader that only counts events and reads
-//! each socket every few token gaps (the socket buffers hold the rest), so that it takes as
-//! little CPU as it can from the simulator: lateness is measured inside the simulator, when each
-//! token is handed to the socket. After a warm-up it reports the tokens/s served, how late
+//! each socket every 4 token gaps (the socket buffers hold the rest) without waiting on it
+//! (`--client polled`), so that it takes as little CPU as it can from the simulator and its
+//! sockets wake nobody (`--client epoll` waits on each, as a tokio task: on loopback the
+//! simulator's writes then pay for waking it). Lateness is measured inside the simulator, when
+//! each token is handed to the socket. After a warm-up it reports the tokens/s served, how late
 //! tokens left the simulator against their due time (p50, p99, p99.9, max), and the CPU used by
 //! the server thread and the pacer thread. The last column is the CPU that other processes
 //! used meanwhile (in % of one core, steal included): lateness is only meaningful when it is low.
@@ -27,6 +29,10 @@ use stampede_sim::duration::{DisplayDuration, parse_duration};
 use stampede_sim::{Metrics, PacerMode, Sim, SimConfig};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::time::Instant;
+
+#[path = "support/procstat.rs"]
+mod procstat;
+use procstat::{cpu, find_thread, machine_busy, thread_stat_path};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -55,6 +61,13 @@ struct Args {
     /// The pacer: `thread` or `inline` (the simulator's `pacer`).
     #[arg(long, default_value = "thread")]
     pacer: String,
+    /// How the client reads: `polled` (each socket read every 4 token gaps without waiting
+    /// on it) or `epoll` (a tokio task per stream, woken as tokens arrive). On loopback the
+    /// sender's system call does the receiver's TCP work and wakes a receiver that waits on
+    /// the socket; `polled` spares the simulator that wake-up, as a client on another machine
+    /// would (see the `loopback_floor` example).
+    #[arg(long, default_value = "polled", value_parser = ["polled", "epoll"])]
+    client: String,
 }
 
 fn main() {
@@ -159,16 +172,20 @@ fn run(args: &Args, rate: u64) -> Outcome {
     let client = {
         let (running, events, args_itl, max_tokens) =
             (running.clone(), events.clone(), args.itl, args.max_tokens);
+        let polled = args.client != "epoll";
         std::thread::Builder::new()
             .name("bench-client".into())
             .spawn(move || {
+                let request = completion_request(addr, max_tokens);
+                if polled {
+                    polled_clients(addr, streams, args_itl, &request, &running, &events);
+                    return;
+                }
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                     .expect("runtime");
-                rt.block_on(clients(
-                    addr, streams, args_itl, max_tokens, running, events,
-                ));
+                rt.block_on(clients(addr, streams, args_itl, request, running, events));
             })
             .expect("client thread")
     };
@@ -215,23 +232,100 @@ fn report_client_count(metrics: &Metrics, events: &AtomicU64) {
     }
 }
 
-/// `streams` closed-loop streaming clients, started spread over one token gap so their due
-/// times do not coincide.
+/// One streaming completion request of `max_tokens` tokens, on a connection of its own.
+fn completion_request(addr: SocketAddr, max_tokens: u32) -> String {
+    let body = format!(
+        "{{\"model\":\"sim-llama-3.1-8b\",\"prompt\":\"hello world\",\"max_tokens\":{max_tokens},\"stream\":true,\"ignore_eos\":true}}"
+    );
+    format!(
+        "POST /v1/completions HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// SSE events in a read (an event never straddles two reads' counts by more than one).
+fn count_events(bytes: &[u8]) -> u64 {
+    bytes.windows(6).filter(|w| w == b"data: ").count() as u64
+}
+
+/// `streams` closed-loop streaming clients on one thread that waits on no socket: every
+/// millisecond it reads, without blocking, the streams whose turn it is (each every 4 token
+/// gaps), and a stream whose response has ended sends its next request at once. Its sockets
+/// are never in an epoll set, so a token's write wakes nobody; streams start spread over one
+/// token gap, so their due times do not coincide.
+fn polled_clients(
+    addr: SocketAddr,
+    streams: u64,
+    itl: Duration,
+    request: &str,
+    running: &AtomicBool,
+    events: &AtomicU64,
+) {
+    use std::io::{ErrorKind, Read as _};
+    let tick = Duration::from_millis(1);
+    let turns = ((itl * 4).as_micros() / tick.as_micros()).max(1) as usize;
+    let start = Instant::now();
+    let starts: Vec<Instant> = (0..streams)
+        .map(|i| start + itl.mul_f64(i as f64 / streams as f64))
+        .collect();
+    let mut socks: Vec<Option<std::net::TcpStream>> = (0..streams).map(|_| None).collect();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut round = 0usize;
+    while running.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        for (i, sock) in socks.iter_mut().enumerate() {
+            let started = now >= starts[i];
+            if sock.is_none() && started {
+                *sock = send_request(addr, request);
+                continue;
+            }
+            if i % turns != round % turns {
+                continue;
+            }
+            let Some(s) = sock.as_mut() else { continue };
+            let ended = loop {
+                match s.read(&mut buf) {
+                    Ok(0) => break true,
+                    Ok(n) => {
+                        events.fetch_add(count_events(&buf[..n]), Ordering::Relaxed);
+                        if n < buf.len() {
+                            break false;
+                        }
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break false,
+                    Err(_) => break true,
+                }
+            };
+            if ended {
+                *sock = send_request(addr, request);
+            }
+        }
+        round += 1;
+        std::thread::sleep(tick);
+    }
+}
+
+/// Connects, sends `request` and leaves the socket non-blocking; `None` if any step failed
+/// (the stream tries again on its next turn).
+fn send_request(addr: SocketAddr, request: &str) -> Option<std::net::TcpStream> {
+    let mut sock = std::net::TcpStream::connect(addr).ok()?;
+    sock.set_nodelay(true).ok()?;
+    sock.write_all(request.as_bytes()).ok()?;
+    sock.set_nonblocking(true).ok()?;
+    Some(sock)
+}
+
+/// `streams` closed-loop streaming clients, a tokio task each, started spread over one token
+/// gap so their due times do not coincide.
 async fn clients(
     addr: SocketAddr,
     streams: u64,
     itl: Duration,
-    max_tokens: u32,
+    request: String,
     running: Arc<AtomicBool>,
     events: Arc<AtomicU64>,
 ) {
-    let body = format!(
-        "{{\"model\":\"sim-llama-3.1-8b\",\"prompt\":\"hello world\",\"max_tokens\":{max_tokens},\"stream\":true,\"ignore_eos\":true}}"
-    );
-    let request = Arc::new(format!(
-        "POST /v1/completions HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    ));
+    let request = Arc::new(request);
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..streams {
         let (running, events, request) = (running.clone(), events.clone(), request.clone());
@@ -252,8 +346,7 @@ async fn clients(
                     match sock.read(&mut buf).await {
                         Ok(0) | Err(_) => break,
                         Ok(n) => {
-                            let count = buf[..n].windows(6).filter(|w| w == b"data: ").count();
-                            events.fetch_add(count as u64, Ordering::Relaxed);
+                            events.fetch_add(count_events(&buf[..n]), Ordering::Relaxed);
                         }
                     }
                     if !running.load(Ordering::Relaxed) {
@@ -266,66 +359,4 @@ async fn clients(
         });
     }
     while tasks.join_next().await.is_some() {}
-}
-
-/// This thread's `/proc` stat file.
-fn thread_stat_path() -> String {
-    match std::fs::read_link("/proc/thread-self") {
-        Ok(p) => format!("/proc/{}/stat", p.display()),
-        Err(_) => String::new(),
-    }
-}
-
-/// The stat file of this process's thread named `name`.
-fn find_thread(name: &str) -> Option<String> {
-    let mut found = None;
-    for entry in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
-        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
-        if comm.trim() == name {
-            found = Some(entry.path().join("stat").display().to_string());
-        }
-    }
-    found
-}
-
-/// CPU seconds used by the thread whose stat file this is (user + system, at the usual 100
-/// ticks per second).
-fn cpu(stat_path: &str) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(stat_path) else {
-        return 0.0;
-    };
-    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-        return 0.0;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields
-        .get(11..13)
-        .map(|f| f.iter().filter_map(|x| x.parse::<f64>().ok()).sum())
-        .unwrap_or(0.0);
-    ticks / 100.0
-}
-
-/// CPU seconds the whole machine spent busy (everything but idle and iowait), steal included.
-fn machine_busy() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
-        return 0.0;
-    };
-    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
-        return 0.0;
-    };
-    let v: Vec<f64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    // user nice system idle iowait irq softirq steal ...
-    let busy: f64 = v
-        .iter()
-        .take(8)
-        .enumerate()
-        .filter(|(i, _)| *i != 3 && *i != 4)
-        .map(|(_, x)| x)
-        .sum();
-    busy / 100.0
 }
