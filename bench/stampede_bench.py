@@ -188,7 +188,7 @@ class OwnSim:
                "--stop-on-stdin-eof"]
         if pacer == "inline":
             cmd += ["--pacer", "inline"]
-        elif (os.cpu_count() or 1) < 4:
+        elif len(os.sched_getaffinity(0)) < 4:  # the cores the controller would see
             cmd += ["--timer-spin", "0s"]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, text=True)
@@ -200,7 +200,7 @@ class OwnSim:
         self.base_url = f"http://{self.addr}/v1"
 
     def metrics(self):
-        """{metric name: value} of the series without labels other than engine/model."""
+        """{metric name: {labels other than `le`: value, or [(le, value)] for buckets}}."""
         with urllib.request.urlopen(f"http://{self.addr}/metrics", timeout=5) as r:
             text = r.read().decode()
         out = {}
@@ -208,13 +208,15 @@ class OwnSim:
             if not line or line.startswith("#"):
                 continue
             name_labels, value = line.rsplit(" ", 1)
-            name = name_labels.split("{", 1)[0]
-            le = None
-            if 'le="' in name_labels:
-                le = name_labels.split('le="', 1)[1].split('"', 1)[0]
-                out.setdefault(name, []).append((float(le), float(value)))
+            name, _, labels = name_labels.partition("{")
+            pairs = [p for p in labels.rstrip("}").split(",") if p]
+            le = next((p[4:-1] for p in pairs if p.startswith('le="')), None)
+            key = ",".join(p for p in pairs if not p.startswith('le="'))
+            series = out.setdefault(name, {})
+            if le is None:
+                series[key] = float(value)
             else:
-                out.setdefault(name, float(value))
+                series.setdefault(key, []).append((float(le), float(value)))
         return out
 
     def close(self):
@@ -223,6 +225,15 @@ class OwnSim:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+
+
+def one_series(metrics, name):
+    """The value (or buckets) of `name`, which must have exactly one series."""
+    series = metrics.get(name, {})
+    if len(series) != 1:
+        raise RuntimeError(f"expected one series of {name} in the simulator's /metrics, "
+                           f"found {len(series)}")
+    return next(iter(series.values()))
 
 
 def bucket_quantile(buckets, q):
@@ -358,12 +369,11 @@ def section_accuracy(args):
             st = stage(summary)
             # The simulator's own view, over the warm-up and the measured step: how long after
             # receiving a request its first token went out, and how late its tokens left.
-            sim_ttft = m["vllm:time_to_first_token_seconds_sum"] / max(
-                m["vllm:time_to_first_token_seconds_count"], 1)
-            sim_itl = m["vllm:inter_token_latency_seconds_sum"] / max(
-                m["vllm:inter_token_latency_seconds_count"], 1)
-            late_mean = m["stampede_sim_token_lateness_seconds_sum"] / max(
-                m["stampede_sim_token_lateness_seconds_count"], 1)
+            def mean(h):
+                return one_series(m, h + "_sum") / max(one_series(m, h + "_count"), 1)
+            sim_ttft = mean("vllm:time_to_first_token_seconds")
+            sim_itl = mean("vllm:inter_token_latency_seconds")
+            late_mean = mean("stampede_sim_token_lateness_seconds")
             rows.append(dict(
                 ttft_mean=(st["ttft_ms"]["mean"] - 50) * 1000,
                 ttft_p99=(st["ttft_ms"]["p99"] - 50) * 1000,
@@ -371,8 +381,8 @@ def section_accuracy(args):
                 ttftc_p99=(st["ttft_corrected_ms"]["p99"] - 50) * 1000,
                 sim_ttft_mean=(sim_ttft - 0.050) * 1e6,
                 late_mean=late_mean * 1e6,
-                late_p99=bucket_quantile(m["stampede_sim_token_lateness_seconds_bucket"],
-                                         0.99) * 1e6,
+                late_p99=bucket_quantile(
+                    one_series(m, "stampede_sim_token_lateness_seconds_bucket"), 0.99) * 1e6,
                 client_ttft_mean=(st["ttft_ms"]["mean"] / 1000 - sim_ttft) * 1e6,
                 itl_mean=(st["itl_ms"]["mean"] - 10) * 1000,
                 itl_p99=(st["itl_ms"]["p99"] - 10) * 1000,
@@ -406,7 +416,8 @@ def section_accuracy(args):
         lines.append((f"{q} QPS: achieved", med(r["achieved"] for r in rows), ""))
     print_table("(c) accuracy: reported minus true (deterministic sim, TTFT 50 ms, ITL 10 ms, "
                 f"16-token streams, median of {args.repeats}, sim pacer {args.sim_pacer}); the "
-                "sim's own figures, from its /metrics, cover the warm-up step too", lines)
+                "sim's own figures, from its /metrics, cover the warm-up step too; each figure "
+                "is its own median, so they need not add up", lines)
 
 
 def slope(points):

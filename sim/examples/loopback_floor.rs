@@ -37,16 +37,17 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "10000,32000,80000")]
     rates: Vec<u64>,
     /// Gap between tokens of each connection.
-    #[arg(long, value_parser = parse_duration, default_value = "10ms")]
+    #[arg(long, value_parser = positive_duration, default_value = "10ms")]
     gap: Duration,
-    /// Bytes per token: a vLLM chat chunk with its chunked-encoding frame is about 220.
-    #[arg(long, default_value_t = 220)]
-    event_bytes: usize,
+    /// Bytes per token (at least 8): a vLLM chat chunk with its chunked-encoding frame is
+    /// about 220.
+    #[arg(long, default_value_t = 220, value_parser = clap::value_parser!(u16).range(8..))]
+    event_bytes: u16,
     /// Connections whose tokens are due at the same instant. Stampede's cost benchmark (500
     /// requests/s at even intervals, 10 ms between tokens) has its 320 streams' tokens fall due
     /// in groups of 64 every 2 ms; 1 spreads every token evenly over the gap.
-    #[arg(long, default_value_t = 1)]
-    together: usize,
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    together: u32,
     /// How the reader waits: `epoll` (a tokio task per connection, woken as each token arrives,
     /// as Stampede's agent reads) or `polled` (every connection read every 4 gaps without
     /// waiting on it: nobody sleeps on the sockets, so the writer wakes no one, as with a
@@ -59,6 +60,24 @@ struct Args {
     /// Measurement time per rate.
     #[arg(long, value_parser = parse_duration, default_value = "5s")]
     duration: Duration,
+}
+
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s).map_err(|e| e.to_string())? {
+        Duration::ZERO => Err("must be more than 0".to_string()),
+        d => Ok(d),
+    }
+}
+
+/// Ends the benchmark with a message instead of a panic.
+fn fail(what: &str, e: std::io::Error) -> ! {
+    eprintln!("loopback_floor: {what}: {e}");
+    if e.raw_os_error() == Some(24) {
+        eprintln!(
+            "  each connection takes two file descriptors: raise the limit (ulimit -n) or lower --rates"
+        );
+    }
+    std::process::exit(1);
 }
 
 fn main() {
@@ -77,7 +96,7 @@ fn main() {
         "conns",
         "tokens/s",
         "write us/tok",
-        "writes late",
+        "groups late",
         "read us/tok",
         "(user/sys)",
         "reads/tok",
@@ -107,7 +126,8 @@ struct Outcome {
     conns: usize,
     tokens_per_s: f64,
     write_us_per_token: f64,
-    /// Writes that started more than 100 us after their due time: the writer fell behind.
+    /// Groups whose first write started more than 100 us after their due time: the writer
+    /// fell behind.
     late_share: f64,
     read_us_per_token: f64,
     read_user_us: f64,
@@ -142,15 +162,21 @@ struct ReaderCounters {
 
 fn run(args: &Args, rate: u64) -> Outcome {
     let conns = ((rate as f64) * args.gap.as_secs_f64()).round().max(1.0) as usize;
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| fail("bind", e));
+    let addr = listener
+        .local_addr()
+        .unwrap_or_else(|e| fail("local address", e));
     let mut readers = Vec::with_capacity(conns);
     let mut writers = Vec::with_capacity(conns);
     for _ in 0..conns {
-        let client = TcpStream::connect(addr).expect("connect");
-        let (server, _) = listener.accept().expect("accept");
-        server.set_nodelay(true).expect("nodelay");
-        client.set_nonblocking(true).expect("nonblocking");
+        let client = TcpStream::connect(addr).unwrap_or_else(|e| fail("connect", e));
+        let (server, _) = listener.accept().unwrap_or_else(|e| fail("accept", e));
+        server
+            .set_nodelay(true)
+            .unwrap_or_else(|e| fail("TCP_NODELAY", e));
+        client
+            .set_nonblocking(true)
+            .unwrap_or_else(|e| fail("non-blocking", e));
         readers.push(client);
         writers.push(server);
     }
@@ -183,8 +209,8 @@ fn run(args: &Args, rate: u64) -> Outcome {
             counters.clone(),
             running.clone(),
             args.gap,
-            args.together.clamp(1, conns),
-            event(args.event_bytes),
+            (args.together as usize).min(conns),
+            event(usize::from(args.event_bytes)),
         );
         std::thread::Builder::new()
             .name("floor-writer".into())
@@ -216,13 +242,13 @@ fn run(args: &Args, rate: u64) -> Outcome {
     let _ = reader.join();
 
     let writes = (w1 - w0).max(1) as f64;
-    let tokens_read = ((b1 - b0) as f64 / args.event_bytes as f64).max(1.0);
+    let tokens_read = ((b1 - b0) as f64 / f64::from(args.event_bytes)).max(1.0);
     let (user, sys) = (user1 - user0, sys1 - sys0);
     Outcome {
         conns,
         tokens_per_s: tokens_read / elapsed,
         write_us_per_token: (wns1 - wns0) as f64 / 1000.0 / writes,
-        late_share: (late1 - late0) as f64 / writes,
+        late_share: (late1 - late0) as f64 * args.together as f64 / writes,
         read_us_per_token: (user + sys) * 1e6 / tokens_read,
         read_user_us: user * 1e6 / tokens_read,
         read_sys_us: sys * 1e6 / tokens_read,
@@ -233,10 +259,10 @@ fn run(args: &Args, rate: u64) -> Outcome {
     }
 }
 
-/// One token's bytes: an SSE event of `len` bytes, so a reader could also split on its end.
+/// One token's bytes: an SSE event of `len` (at least 8) bytes.
 fn event(len: usize) -> Vec<u8> {
     let mut e = b"data: ".to_vec();
-    e.resize(len.max(8) - 2, b'x');
+    e.resize(len - 2, b'x');
     e.extend_from_slice(b"\n\n");
     e
 }
@@ -263,7 +289,10 @@ fn write_all(
             std::hint::spin_loop();
             now = Instant::now();
         }
-        if now.duration_since(due) > Duration::from_micros(100) {
+        // A group's tokens go out one after another: only its first write shows whether the
+        // writer kept up with the schedule.
+        if j.is_multiple_of(together as u64) && now.duration_since(due) > Duration::from_micros(100)
+        {
             counters.writer.late_writes.fetch_add(1, Ordering::Relaxed);
         }
         let conn = &mut conns[(j % n as u64) as usize];
