@@ -15,7 +15,8 @@ by the throughput summary.json reports (tokens/s, requests/s).
 
 Sections (--only):
   cost      (a) client CPU (controller + agents) per streamed token and per request,
-                500 QPS, 64-token streams, 10 ms between tokens
+                500 QPS, 64-token streams, 10 ms between tokens; and the schedule lag there
+                (the accuracy section's inline simulator spins a core the agent then lacks)
   capacity  (b) highest rate one agent holds (achieved within 1% of offered, lag p99 <= 0.2 ms
                 and <= 1 ms) for 16-, 32-, 64- and 1024-token streams, ITL 1 ms; when the sim
                 saturates the machine first, also the agent's capacity derived from its CPU per
@@ -283,7 +284,12 @@ def section_cost(args):
             ctl_pct=cpu.get("controller", 0) * 100,
             sim_pct=cpu.get("sim", 0) * 100,
             achieved=st["achieved_qps"],
+            lag_p50=st["schedule_lag_ms"]["p50"] * 1000,
+            lag_p99=st["schedule_lag_ms"]["p99"] * 1000,
         ))
+    # The schedule lag target is judged here: the simulator runs as the controller starts it,
+    # not spinning a core as in the accuracy section, so the agent has the machine it would
+    # have in a real run.
     print_table("(a) client cost at 500 QPS, 64-token streams, ITL 10 ms (median of "
                 f"{args.repeats})", [
                     ("client CPU per streamed token (us)", med(r["tok_us"] for r in rows), "<= 5"),
@@ -292,6 +298,9 @@ def section_cost(args):
                     ("controller CPU (% of a core)", med(r["ctl_pct"] for r in rows), ""),
                     ("sim CPU (% of a core)", med(r["sim_pct"] for r in rows), ""),
                     ("achieved QPS", med(r["achieved"] for r in rows), "500"),
+                    ("schedule lag p50 / p99 (us)",
+                     "{:.0f} / {:.0f}".format(med(r["lag_p50"] for r in rows),
+                                              med(r["lag_p99"] for r in rows)), "p99 <= 200"),
                 ])
 
 
@@ -412,7 +421,7 @@ def section_accuracy(args):
         lines.append((f"{q} QPS: schedule lag p50/p99 (us)",
                       "{:.0f} / {:.0f}".format(med(r["lag_p50"] for r in rows),
                                                med(r["lag_p99"] for r in rows)),
-                      "p99 <= 200 @500"))
+                      "see (a)" if args.sim_pacer == "inline" else "p99 <= 200 @500"))
         lines.append((f"{q} QPS: achieved", med(r["achieved"] for r in rows), ""))
     print_table("(c) accuracy: reported minus true (deterministic sim, TTFT 50 ms, ITL 10 ms, "
                 f"16-token streams, median of {args.repeats}, sim pacer {args.sim_pacer}); the "
