@@ -29,6 +29,8 @@ use tokio::io::AsyncReadExt as _;
 
 #[path = "support/procstat.rs"]
 mod procstat;
+#[path = "support/rx_stamp.rs"]
+mod rx_stamp;
 use procstat::{cpu, cpu_split, machine_busy, thread_stat_path};
 
 #[derive(Debug, Parser)]
@@ -54,6 +56,11 @@ struct Args {
     /// client on another machine).
     #[arg(long, default_value = "epoll", value_parser = ["epoll", "polled"])]
     reader: String,
+    /// With the epoll reader: read with `recvmsg` and the kernel's receive timestamps, and
+    /// report how long after the data arrived the reader got to it (p50, p99): the wake-up
+    /// delay that a client timestamping in user space adds to every TTFT and ITL.
+    #[arg(long)]
+    rx_timestamps: bool,
     /// Warm-up before measuring, per rate.
     #[arg(long, value_parser = parse_duration, default_value = "1s")]
     warmup: Duration,
@@ -91,7 +98,7 @@ fn main() {
         DisplayDuration(args.duration)
     );
     println!(
-        "{:>9} {:>6} {:>10} {:>13} {:>12} {:>13} {:>12} {:>10} {:>8} {:>8}",
+        "{:>9} {:>6} {:>10} {:>13} {:>12} {:>13} {:>12} {:>10} {:>8} {:>8} {:>16}",
         "rate/s",
         "conns",
         "tokens/s",
@@ -101,12 +108,13 @@ fn main() {
         "(user/sys)",
         "reads/tok",
         "reader%",
-        "others%"
+        "others%",
+        "wake p50/p99 us"
     );
     for &rate in &args.rates {
         let r = run(&args, rate);
         println!(
-            "{:>9} {:>6} {:>10.0} {:>13.2} {:>11.2}% {:>13.2} {:>12} {:>10.2} {:>7.0}% {:>7.0}%",
+            "{:>9} {:>6} {:>10.0} {:>13.2} {:>11.2}% {:>13.2} {:>12} {:>10.2} {:>7.0}% {:>7.0}% {:>16}",
             rate,
             r.conns,
             r.tokens_per_s,
@@ -117,6 +125,8 @@ fn main() {
             r.reads_per_token,
             r.reader_cpu * 100.0,
             r.others_cpu * 100.0,
+            r.wake
+                .map_or("-".to_string(), |(p50, p99)| format!("{p50:.0}/{p99:.0}")),
         );
         let _ = std::io::stdout().flush();
     }
@@ -135,6 +145,9 @@ struct Outcome {
     reads_per_token: f64,
     reader_cpu: f64,
     others_cpu: f64,
+    /// With `--rx-timestamps`: p50 and p99 of how long after the kernel received a token the
+    /// reader took it, in microseconds.
+    wake: Option<(f64, f64)>,
 }
 
 /// Counters the writer and the reader share with the measuring thread.
@@ -184,8 +197,10 @@ fn run(args: &Args, rate: u64) -> Outcome {
     let running = Arc::new(AtomicBool::new(true));
 
     let (stat_tx, stat_rx) = std::sync::mpsc::channel::<String>();
+    let wake =
+        (args.rx_timestamps && args.reader == "epoll").then(|| Arc::new(WakeDelays::default()));
     let reader = {
-        let (counters, running) = (counters.clone(), running.clone());
+        let (counters, running, wake) = (counters.clone(), running.clone(), wake.clone());
         let (polled, gap) = (args.reader == "polled", args.gap);
         std::thread::Builder::new()
             .name("floor-reader".into())
@@ -198,7 +213,7 @@ fn run(args: &Args, rate: u64) -> Outcome {
                 if polled {
                     read_polled(readers, gap * 4, &counters, &running);
                 } else {
-                    rt.block_on(read_all(readers, counters, running));
+                    rt.block_on(read_all(readers, counters, running, wake));
                 }
             })
             .expect("reader thread")
@@ -231,9 +246,16 @@ fn run(args: &Args, rate: u64) -> Outcome {
     let (w0, wns0, late0, r0, b0) = snap(&counters);
     let (user0, sys0) = cpu_split(&reader_stat);
     let (machine0, process0) = (machine_busy(), cpu("/proc/self/stat"));
+    let recording = |on: bool| {
+        if let Some(w) = &wake {
+            w.recording.store(on, Ordering::Relaxed);
+        }
+    };
+    recording(true);
     let t0 = Instant::now();
     std::thread::sleep(args.duration);
     let elapsed = t0.elapsed().as_secs_f64();
+    recording(false);
     let (w1, wns1, late1, r1, b1) = snap(&counters);
     let (user1, sys1) = cpu_split(&reader_stat);
     let (machine1, process1) = (machine_busy(), cpu("/proc/self/stat"));
@@ -256,6 +278,7 @@ fn run(args: &Args, rate: u64) -> Outcome {
         reader_cpu: (user + sys) / elapsed,
         // The writer spins on one core by design: leave a whole core out of "others".
         others_cpu: ((machine1 - machine0) - (process1 - process0)).max(0.0) / elapsed,
+        wake: wake.and_then(|w| w.quantiles()),
     }
 }
 
@@ -309,22 +332,48 @@ fn write_all(
     }
 }
 
-/// Reads every connection as its bytes arrive, taking a timestamp per read as a client does.
-async fn read_all(conns: Vec<TcpStream>, counters: Arc<Counters>, running: Arc<AtomicBool>) {
+/// Reads every connection as its bytes arrive, taking a timestamp per read as a client does;
+/// with `wake` set, reads with the kernel's receive timestamp and records in it how long after
+/// the data arrived each read took it (while `wake.recording`).
+async fn read_all(
+    conns: Vec<TcpStream>,
+    counters: Arc<Counters>,
+    running: Arc<AtomicBool>,
+    wake: Option<Arc<WakeDelays>>,
+) {
+    use std::os::fd::AsRawFd as _;
     let mut tasks = tokio::task::JoinSet::new();
     for conn in conns {
-        let (counters, running) = (counters.clone(), running.clone());
+        let (counters, running, wake) = (counters.clone(), running.clone(), wake.clone());
+        if wake.is_some()
+            && let Err(e) = rx_stamp::enable(conn.as_raw_fd())
+        {
+            fail("SO_TIMESTAMPNS", e);
+        }
         tasks.spawn(async move {
             let Ok(mut conn) = tokio::net::TcpStream::from_std(conn) else {
                 return;
             };
+            let fd = conn.as_raw_fd();
             let mut buf = vec![0u8; 16 * 1024];
             let mut last = Instant::now();
             while running.load(Ordering::Relaxed) {
-                match conn.read(&mut buf).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => {
+                let read = match &wake {
+                    None => conn.read(&mut buf).await.map(|n| (n, None)),
+                    Some(_) => {
+                        conn.async_io(tokio::io::Interest::READABLE, || {
+                            rx_stamp::recv(fd, &mut buf)
+                        })
+                        .await
+                    }
+                };
+                match read {
+                    Ok((0, _)) | Err(_) => return,
+                    Ok((n, stamp)) => {
                         last = std::hint::black_box(Instant::now()).max(last);
+                        if let (Some(wake), Some(stamp)) = (&wake, stamp) {
+                            wake.record(rx_stamp::realtime_now().saturating_sub(stamp));
+                        }
                         counters.reader.reads.fetch_add(1, Ordering::Relaxed);
                         counters
                             .reader
@@ -336,6 +385,34 @@ async fn read_all(conns: Vec<TcpStream>, counters: Arc<Counters>, running: Arc<A
         });
     }
     while tasks.join_next().await.is_some() {}
+}
+
+/// How long after the kernel received data the reader took it, in nanoseconds.
+#[derive(Default)]
+struct WakeDelays {
+    recording: AtomicBool,
+    nanos: std::sync::Mutex<Vec<u64>>,
+}
+
+impl WakeDelays {
+    fn record(&self, d: Duration) {
+        if self.recording.load(Ordering::Relaxed)
+            && let Ok(mut v) = self.nanos.lock()
+        {
+            v.push(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        }
+    }
+
+    /// (p50, p99) of what was recorded, in microseconds.
+    fn quantiles(&self) -> Option<(f64, f64)> {
+        let mut v = self.nanos.lock().ok()?.clone();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_unstable();
+        let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0;
+        Some((at(0.5), at(0.99)))
+    }
 }
 
 /// Reads every connection every `every` without waiting on any: the kernel wakes nobody when a

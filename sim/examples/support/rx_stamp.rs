@@ -1,0 +1,74 @@
+//! Kernel receive timestamps on a TCP socket (`SO_TIMESTAMPNS`): when the data reached the
+//! host's network stack, as opposed to when a reader woke up to take it.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+/// Asks the kernel to stamp the data received on `fd` (CLOCK_REALTIME, nanoseconds).
+pub fn enable(fd: RawFd) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: `on` outlives the call and its size is passed with it.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&raw const on).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// One non-blocking `recvmsg` into `buf`: the bytes read and, if the kernel gave one, the
+/// receive time of the newest data read (since the Unix epoch, CLOCK_REALTIME).
+pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, Option<Duration>)> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // u64s, so the control buffer is aligned for `cmsghdr`.
+    let mut control = [0u64; 16];
+    // SAFETY: an all-zero msghdr is valid (no name, no iov, no control); the fields set below
+    // point into `iov` and `control`, which outlive the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &raw mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: `msg` describes buffers valid for writing, of the lengths given.
+    let n = unsafe { libc::recvmsg(fd, &raw mut msg, libc::MSG_DONTWAIT) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut stamp = None;
+    // SAFETY: the CMSG macros walk the control buffer the kernel filled, within
+    // `msg_controllen`; the timestamp is read unaligned from its data.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&raw const msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS
+            {
+                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                stamp = Some(Duration::new(
+                    u64::try_from(ts.tv_sec).unwrap_or(0),
+                    u32::try_from(ts.tv_nsec).unwrap_or(0),
+                ));
+            }
+            cmsg = libc::CMSG_NXTHDR(&raw const msg, cmsg);
+        }
+    }
+    Ok((n as usize, stamp))
+}
+
+/// Now on the clock the kernel's receive timestamps use.
+pub fn realtime_now() -> Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+}
