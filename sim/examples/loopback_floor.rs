@@ -25,12 +25,11 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use stampede_sim::duration::{DisplayDuration, parse_duration};
+use stampede_sim::rx_time;
 use tokio::io::AsyncReadExt as _;
 
 #[path = "support/procstat.rs"]
 mod procstat;
-#[path = "support/rx_stamp.rs"]
-mod rx_stamp;
 use procstat::{cpu, cpu_split, machine_busy, thread_stat_path};
 
 #[derive(Debug, Parser)]
@@ -346,7 +345,7 @@ async fn read_all(
     for conn in conns {
         let (counters, running, wake) = (counters.clone(), running.clone(), wake.clone());
         if wake.is_some()
-            && let Err(e) = rx_stamp::enable(conn.as_raw_fd())
+            && let Err(e) = rx_time::enable(conn.as_raw_fd())
         {
             fail("SO_TIMESTAMPNS", e);
         }
@@ -356,13 +355,15 @@ async fn read_all(
             };
             let fd = conn.as_raw_fd();
             let mut buf = vec![0u8; 16 * 1024];
+            // recvmsg's buffer: the kernel initialises what it reads; the bytes are not looked at.
+            let mut raw = vec![std::mem::MaybeUninit::<u8>::uninit(); 16 * 1024];
             let mut last = Instant::now();
             while running.load(Ordering::Relaxed) {
                 let read = match &wake {
                     None => conn.read(&mut buf).await.map(|n| (n, None)),
                     Some(_) => {
                         conn.async_io(tokio::io::Interest::READABLE, || {
-                            rx_stamp::recv(fd, &mut buf)
+                            rx_time::recv(fd, &mut raw)
                         })
                         .await
                     }
@@ -372,7 +373,7 @@ async fn read_all(
                     Ok((n, stamp)) => {
                         last = std::hint::black_box(Instant::now()).max(last);
                         if let (Some(wake), Some(stamp)) = (&wake, stamp) {
-                            wake.record(rx_stamp::realtime_now().saturating_sub(stamp));
+                            wake.record(rx_time::realtime_now().saturating_sub(stamp));
                         }
                         counters.reader.reads.fetch_add(1, Ordering::Relaxed);
                         counters

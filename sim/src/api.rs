@@ -215,7 +215,8 @@ fn cut_response(conn: &ConnHandle) -> Response {
 }
 
 async fn complete(s: &Arc<AppState>, conn: ConnHandle, api: Api, body: &[u8]) -> Response {
-    let received = Instant::now();
+    // When the request reached the host, not when this thread got to it.
+    let received = conn.request_arrival(Instant::now());
     let job = match openai::parse_job(api, body, &s.cfg) {
         Ok(job) => job,
         Err(e) => return e.into_response(),

@@ -1,11 +1,20 @@
 //! Kernel receive timestamps on a TCP socket (`SO_TIMESTAMPNS`): when the data reached the
 //! host's network stack, as opposed to when a reader woke up to take it.
+//!
+//! The simulator stamps a request's arrival with the time its last bytes reached the host, so
+//! the time its own thread took to wake and parse it is not counted against the client (see
+//! `conn.rs`). Linux only; elsewhere [`enable`] fails and callers read as usual.
 
 use std::io;
+use std::mem::MaybeUninit;
 use std::os::fd::RawFd;
 use std::time::Duration;
 
 /// Asks the kernel to stamp the data received on `fd` (CLOCK_REALTIME, nanoseconds).
+///
+/// # Errors
+/// The OS error when the option cannot be set (not Linux, or not a socket).
+#[cfg(target_os = "linux")]
 pub fn enable(fd: RawFd) -> io::Result<()> {
     let on: libc::c_int = 1;
     // SAFETY: `on` outlives the call and its size is passed with it.
@@ -25,9 +34,23 @@ pub fn enable(fd: RawFd) -> io::Result<()> {
     }
 }
 
-/// One non-blocking `recvmsg` into `buf`: the bytes read and, if the kernel gave one, the
-/// receive time of the newest data read (since the Unix epoch, CLOCK_REALTIME).
-pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, Option<Duration>)> {
+/// Kernel receive timestamps are only read on Linux.
+///
+/// # Errors
+/// Always [`io::ErrorKind::Unsupported`].
+#[cfg(not(target_os = "linux"))]
+pub fn enable(_fd: RawFd) -> io::Result<()> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
+}
+
+/// One non-blocking `recvmsg` into `buf` (which it initialises up to the count it returns):
+/// the bytes read and, if the kernel gave one, the receive time of the newest data read (since
+/// the Unix epoch, CLOCK_REALTIME).
+///
+/// # Errors
+/// The OS error of `recvmsg`, `WouldBlock` included.
+#[cfg(target_os = "linux")]
+pub fn recv(fd: RawFd, buf: &mut [MaybeUninit<u8>]) -> io::Result<(usize, Option<Duration>)> {
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),
@@ -64,6 +87,15 @@ pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, Option<Duration>)> 
         }
     }
     Ok((n as usize, stamp))
+}
+
+/// Kernel receive timestamps are only read on Linux.
+///
+/// # Errors
+/// Always [`io::ErrorKind::Unsupported`].
+#[cfg(not(target_os = "linux"))]
+pub fn recv(_fd: RawFd, _buf: &mut [MaybeUninit<u8>]) -> io::Result<(usize, Option<Duration>)> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
 }
 
 /// Now on the clock the kernel's receive timestamps use.
