@@ -11,54 +11,77 @@
 
 use std::io;
 use std::net::SocketAddr;
+#[cfg(unix)]
 use std::os::fd::AsRawFd as _;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use axum::extract::connect_info::Connected;
 use axum::serve::IncomingStream;
-use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+#[cfg(unix)]
+use tokio::io::Interest;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
 use crate::faults::FaultInjector;
+#[cfg(unix)]
 use crate::rx_time;
 
-/// A receive timestamp older than this is not taken for a request's arrival: a request is
-/// read at once, so an old one belongs to something else.
-const STALE_RX: Duration = Duration::from_secs(5);
+/// A receive timestamp this much older than the read that returned it is not taken: bytes
+/// wait in the kernel for as long as the server takes to get to them, never this long unless
+/// the wall clock was stepped between the two.
+#[cfg(unix)]
+const STALE_RX: Duration = Duration::from_secs(1);
+
+/// The origin of the arrival instants kept in [`ConnHandle`]: a little before the first one
+/// asked for, since an arrival can be up to `STALE_RX` before the read that records it.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(|| {
+        let now = Instant::now();
+        now.checked_sub(Duration::from_secs(2)).unwrap_or(now)
+    })
+}
 
 /// The kill switch of one connection, and when its newest bytes arrived.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ConnHandle {
     killed: Arc<AtomicBool>,
-    /// The kernel's receive time of the newest bytes read (ns since the Unix epoch,
-    /// CLOCK_REALTIME); 0 when the last read came without one.
+    /// When the newest bytes read reached the host, as ns after [`epoch`] plus one; 0 when
+    /// the last read came without a usable receive timestamp.
     rx_nanos: Arc<AtomicU64>,
 }
 
 impl ConnHandle {
     /// When the request being handled reached the host: the kernel's receive time of the
-    /// newest bytes read on this connection, as an instant on the clock `now` was taken from;
-    /// `now` itself where there is none (no timestamps here, or a stale one).
+    /// newest bytes read on this connection (for HTTP/1, the request's last bytes: the handler
+    /// runs once the body is read); `now` where there is none.
     pub(crate) fn request_arrival(&self, now: Instant) -> Instant {
-        let nanos = self.rx_nanos.load(Ordering::Acquire);
-        if nanos == 0 {
-            return now;
+        match self.rx_nanos.load(Ordering::Acquire) {
+            0 => now,
+            n => (epoch() + Duration::from_nanos(n - 1)).min(now),
         }
-        let age = rx_time::realtime_now().saturating_sub(Duration::from_nanos(nanos));
-        if age > STALE_RX {
-            return now;
-        }
-        now.checked_sub(age).unwrap_or(now)
     }
 
+    /// Records a read's receive timestamp (CLOCK_REALTIME), converted to the monotonic clock
+    /// at once, while the two clocks' difference is the one the kernel stamped against.
+    #[cfg(unix)]
     fn set_rx(&self, stamp: Option<Duration>) {
-        let nanos = stamp.map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(0));
-        self.rx_nanos.store(nanos, Ordering::Release);
+        let nanos = stamp.and_then(|stamp| {
+            let age = rx_time::realtime_now().checked_sub(stamp)?;
+            if age > STALE_RX {
+                return None;
+            }
+            let since = Instant::now()
+                .checked_sub(age)?
+                .checked_duration_since(epoch())?;
+            u64::try_from(since.as_nanos()).ok()?.checked_add(1)
+        });
+        self.rx_nanos.store(nanos.unwrap_or(0), Ordering::Release);
     }
 
     /// Cuts the connection: no further byte goes out, and it closes with a reset.
@@ -107,6 +130,7 @@ impl axum::serve::Listener for SimListener {
                     if let Err(e) = stream.set_nodelay(true) {
                         tracing::debug!("set_nodelay failed for {addr}: {e}");
                     }
+                    #[cfg(unix)]
                     let stamped = match rx_time::enable(stream.as_raw_fd()) {
                         Ok(()) => true,
                         Err(e) => {
@@ -114,6 +138,8 @@ impl axum::serve::Listener for SimListener {
                             false
                         }
                     };
+                    #[cfg(not(unix))]
+                    let stamped = false;
                     return (
                         SimStream {
                             inner: stream,
@@ -175,7 +201,25 @@ impl AsyncRead for SimStream {
         if !self.stamped {
             return Pin::new(&mut self.inner).poll_read(cx, buf);
         }
-        let this = self.get_mut();
+        #[cfg(unix)]
+        return self.get_mut().poll_read_stamped(cx, buf);
+        #[cfg(not(unix))]
+        unreachable!("receive timestamps are only turned on on unix")
+    }
+}
+
+impl SimStream {
+    /// `poll_read` through `recvmsg`, recording each read's receive timestamp.
+    #[cfg(unix)]
+    fn poll_read_stamped(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        let this = self;
         let fd = this.inner.as_raw_fd();
         loop {
             ready!(this.inner.poll_read_ready(cx))?;

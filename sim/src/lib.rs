@@ -40,6 +40,7 @@ pub mod metrics;
 mod openai;
 use stampede_common::pacer;
 pub mod presets;
+#[cfg(unix)]
 pub mod rx_time;
 mod stream;
 pub mod tokens;

@@ -10,6 +10,51 @@ use std::mem::MaybeUninit;
 use std::os::fd::RawFd;
 use std::time::Duration;
 
+/// Whether this host delivers receive timestamps on loopback TCP: a socket pair is opened,
+/// one byte sent and read back with [`recv`]. Some sandboxes accept the option and never
+/// deliver a timestamp.
+#[must_use]
+pub fn delivered_here() -> bool {
+    use std::io::Write as _;
+    use std::os::fd::AsRawFd as _;
+    let Ok(listener) = std::net::TcpListener::bind("127.0.0.1:0") else {
+        return false;
+    };
+    let Ok(addr) = listener.local_addr() else {
+        return false;
+    };
+    let Ok(mut tx) = std::net::TcpStream::connect(addr) else {
+        return false;
+    };
+    let Ok((rx, _)) = listener.accept() else {
+        return false;
+    };
+    if enable(rx.as_raw_fd()).is_err() {
+        return false;
+    }
+    // The kernel turns stamping on a moment after the first socket asks (deferred work), so
+    // the first byte may come without one: try a few.
+    let mut buf = [MaybeUninit::<u8>::uninit(); 8];
+    for _ in 0..5 {
+        if tx.write_all(b"x").is_err() {
+            return false;
+        }
+        for _ in 0..100 {
+            match recv(rx.as_raw_fd(), &mut buf) {
+                Ok((n, Some(_))) if n > 0 => return true,
+                Ok((n, None)) if n > 0 => break,
+                Ok(_) => return false,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(_) => return false,
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
 /// Asks the kernel to stamp the data received on `fd` (CLOCK_REALTIME, nanoseconds).
 ///
 /// # Errors
@@ -70,12 +115,20 @@ pub fn recv(fd: RawFd, buf: &mut [MaybeUninit<u8>]) -> io::Result<(usize, Option
         return Err(io::Error::last_os_error());
     }
     let mut stamp = None;
+    if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+        // The control data was cut short: take no timestamp rather than a partial one.
+        return Ok((n as usize, None));
+    }
+    let ts_len = std::mem::size_of::<libc::timespec>() as libc::c_uint;
     // SAFETY: the CMSG macros walk the control buffer the kernel filled, within
-    // `msg_controllen`; the timestamp is read unaligned from its data.
+    // `msg_controllen`; the timestamp is read unaligned from its data, once its header says
+    // it holds a whole timespec.
     unsafe {
         let mut cmsg = libc::CMSG_FIRSTHDR(&raw const msg);
         while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET
+                && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS
+                && (*cmsg).cmsg_len as usize >= libc::CMSG_LEN(ts_len) as usize
             {
                 let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
                 stamp = Some(Duration::new(
