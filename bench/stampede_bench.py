@@ -237,6 +237,11 @@ def one_series(metrics, name):
     return next(iter(series.values()))
 
 
+def histogram_mean(metrics, name):
+    """The mean of a Prometheus histogram: its `_sum` over its `_count`."""
+    return one_series(metrics, name + "_sum") / max(one_series(metrics, name + "_count"), 1)
+
+
 def bucket_quantile(buckets, q):
     """The upper bound of the Prometheus bucket holding quantile `q` (cumulative buckets)."""
     total = buckets[-1][1] if buckets else 0
@@ -378,11 +383,9 @@ def section_accuracy(args):
             st = stage(summary)
             # The simulator's own view, over the warm-up and the measured step: how long after
             # receiving a request its first token went out, and how late its tokens left.
-            def mean(h):
-                return one_series(m, h + "_sum") / max(one_series(m, h + "_count"), 1)
-            sim_ttft = mean("vllm:time_to_first_token_seconds")
-            sim_itl = mean("vllm:inter_token_latency_seconds")
-            late_mean = mean("stampede_sim_token_lateness_seconds")
+            sim_ttft = histogram_mean(m, "vllm:time_to_first_token_seconds")
+            sim_itl = histogram_mean(m, "vllm:inter_token_latency_seconds")
+            late_mean = histogram_mean(m, "stampede_sim_token_lateness_seconds")
             rows.append(dict(
                 ttft_mean=(st["ttft_ms"]["mean"] - 50) * 1000,
                 ttft_p99=(st["ttft_ms"]["p99"] - 50) * 1000,

@@ -6,6 +6,7 @@
 use std::borrow::Cow;
 
 use serde::Deserialize;
+use smallvec::SmallVec;
 
 /// What one chunk (or a whole non-streamed body) said.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -26,50 +27,12 @@ pub struct DecodeError(#[from] serde_json::Error);
 
 #[derive(Deserialize)]
 struct Body<'a> {
+    /// Inline up to one choice (every chunk of an `n = 1` stream): no heap allocation for a
+    /// chunk decoded for every token.
     #[serde(default, borrow)]
-    choices: Choices<'a>,
+    choices: SmallVec<[Choice<'a>; 1]>,
     usage: Option<Usage>,
     error: Option<ErrorBody>,
-}
-
-/// The `choices` array, kept without a heap allocation when it holds at most one choice (every
-/// chunk of an `n = 1` stream), since a chunk is decoded for every token.
-#[derive(Default)]
-struct Choices<'a> {
-    first: Option<Choice<'a>>,
-    rest: Vec<Choice<'a>>,
-}
-
-impl<'a> Choices<'a> {
-    fn iter(&self) -> impl Iterator<Item = &Choice<'a>> {
-        self.first.iter().chain(&self.rest)
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Choices<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visit<'a>(std::marker::PhantomData<Choices<'a>>);
-        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visit<'a> {
-            type Value = Choices<'a>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a sequence")
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<Self::Value, A::Error> {
-                let first = seq.next_element()?;
-                let mut rest = Vec::new();
-                if first.is_some() {
-                    while let Some(c) = seq.next_element()? {
-                        rest.push(c);
-                    }
-                }
-                Ok(Choices { first, rest })
-            }
-        }
-        d.deserialize_seq(Visit(std::marker::PhantomData))
-    }
 }
 
 #[derive(Deserialize)]
@@ -121,7 +84,7 @@ pub fn decode(json: &str) -> Result<Decoded, DecodeError> {
 pub fn decode_into(json: &str, mut text: Option<&mut String>) -> Result<Decoded, DecodeError> {
     let body: Body<'_> = serde_json::from_str(json)?;
     let mut out = Decoded::default();
-    for choice in body.choices.iter() {
+    for choice in &body.choices {
         for msg in [&choice.delta, &choice.message].into_iter().flatten() {
             out.content_bytes += msg.content.as_deref().map_or(0, str::len);
             out.content_bytes += msg.reasoning_content.as_deref().map_or(0, str::len);

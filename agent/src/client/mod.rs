@@ -343,8 +343,7 @@ fn on_event(
     data: &str,
     done: &mut bool,
 ) -> Result<(), (ErrorClass, String)> {
-    // Chunks are JSON objects: only data starting with `[` (after blanks) can be `[DONE]`.
-    if data.trim_start().starts_with('[') && data.trim() == "[DONE]" {
+    if data.trim() == "[DONE]" {
         *done = true;
         return Ok(());
     }
