@@ -1,5 +1,5 @@
 //! How the agent's drivers wait for a due arrival: the shared pacer
-//! ([`stampede_common::pacer`]), started once per process, or tokio's timer for comparison.
+//! ([`stampede_pacer`]), started once per process, or tokio's timer for comparison.
 //!
 //! Tokio's timer wheel ticks in whole milliseconds, so an arrival due at 10.2 ms would leave at
 //! 11 ms or later, and every request would carry up to a millisecond of schedule lag that the
@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-pub use stampede_common::pacer::{PacedSleep, Pacer};
+pub use stampede_pacer::{PacedSleep, Pacer};
 use tokio::time::Instant;
 
 /// The most the process-wide pacer spins before a deadline, unless

@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use stampede_common::metrics::{HistogramBundle, count_outcome};
+use stampede_common::metrics::HistogramBundle;
+use stampede_common::proto::count_outcome;
 use stampede_common::proto::{
     ClassReport, Counts, IntervalReport, RecordBatch, RequestRecord, ResourceSample, RunEvent,
     ShareSummary, run_event,

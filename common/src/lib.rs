@@ -10,7 +10,6 @@
 //! - [`schedule`]: arrival processes as pure functions of a seed and an index.
 //! - [`stage`]: a `[[stage]]`'s schema, checks and expansion into steps; [`probe`]: the
 //!   capacity search and limit tests as pure state machines; [`trace`]: trace files for replay.
-//! - [`pacer`]: sub-millisecond deadlines on a timer thread (simulator tokens, agent arrivals).
 //! - [`server_metrics`]: servers' Prometheus series mapped to common names.
 //! - [`proto`]: the generated gRPC code for `proto/stampede.proto`.
 //! - [`handshake`]: protocol version and the line a child process prints when it listens.
@@ -19,14 +18,15 @@
 
 pub mod handshake;
 pub mod metrics;
-pub mod pacer;
 pub mod plan;
 pub mod probe;
+#[cfg(feature = "wire")]
 pub mod proto;
 pub mod remote;
 pub mod schedule;
 pub mod server_metrics;
 pub mod stage;
+#[cfg(feature = "wire")]
 pub mod timeline;
 pub mod trace;
 pub mod units;

@@ -7,11 +7,8 @@
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 use serde::{Deserialize, Serialize};
 
-use crate::proto;
-use crate::timeline::{ErrorClass, RequestTimeline};
 use crate::units::micros;
 
 /// Smallest value a histogram tracks, in microseconds.
@@ -49,7 +46,8 @@ pub fn new_histogram() -> Histogram<u64> {
         .expect("constant histogram bounds are valid")
 }
 
-fn clamp_us(d: Duration) -> u64 {
+/// A duration in microseconds, clamped into the histograms' range.
+pub fn clamp_us(d: Duration) -> u64 {
     micros(d).clamp(LOWEST_US, HIGHEST_US)
 }
 
@@ -125,36 +123,6 @@ impl HistogramBundle {
         ]
     }
 
-    /// Records what a finished request measured. Latencies of failed requests are not recorded
-    /// (they would mix error paths into service latency); their schedule lag is, since it is
-    /// the client's health whatever the outcome.
-    pub fn record(&mut self, t: &RequestTimeline) {
-        // Values are clamped into range first, so `record` cannot fail.
-        self.schedule_lag
-            .saturating_record(clamp_us(t.schedule_lag()));
-        if !t.succeeded() {
-            return;
-        }
-        if let Some(v) = t.ttft() {
-            self.ttft.saturating_record(clamp_us(v));
-        }
-        if let Some(v) = t.ttft_corrected() {
-            self.ttft_corrected.saturating_record(clamp_us(v));
-        }
-        for gap in t.chunk_gaps() {
-            self.chunk_gap.saturating_record(clamp_us(gap));
-        }
-        for (per_token, tokens) in t.itl() {
-            let _ = self.itl.record_n(clamp_us(per_token), u64::from(tokens));
-        }
-        if let Some(v) = t.tpot() {
-            self.tpot.saturating_record(clamp_us(v));
-        }
-        if let Some(v) = t.e2e() {
-            self.e2e.saturating_record(clamp_us(v));
-        }
-    }
-
     /// Adds another bundle's samples to this one.
     ///
     /// # Errors
@@ -198,67 +166,6 @@ impl HistogramBundle {
         for (_, h) in self.each_mut() {
             h.reset();
         }
-    }
-
-    /// Encodes every histogram in the V2 format.
-    ///
-    /// # Errors
-    /// When serialization fails (it does not for this layout, but it is a library call).
-    pub fn encode(&self) -> Result<proto::Histograms, MetricsError> {
-        let mut ser = V2Serializer::new();
-        let mut enc = |metric: &'static str, h: &Histogram<u64>| {
-            let mut buf = Vec::new();
-            ser.serialize(h, &mut buf)
-                .map_err(|e| MetricsError::Encode {
-                    metric,
-                    detail: format!("{e:?}"),
-                })?;
-            Ok::<_, MetricsError>(buf)
-        };
-        Ok(proto::Histograms {
-            ttft_us: enc("ttft", &self.ttft)?,
-            ttft_corrected_us: enc("ttft_corrected", &self.ttft_corrected)?,
-            chunk_gap_us: enc("chunk_gap", &self.chunk_gap)?,
-            itl_us: enc("itl", &self.itl)?,
-            tpot_us: enc("tpot", &self.tpot)?,
-            e2e_us: enc("e2e", &self.e2e)?,
-            schedule_lag_us: enc("schedule_lag", &self.schedule_lag)?,
-        })
-    }
-
-    /// Decodes a peer's histograms; an empty field is an empty histogram.
-    ///
-    /// # Errors
-    /// When a field is not a valid V2 histogram or does not fit this layout.
-    pub fn decode(p: &proto::Histograms) -> Result<Self, MetricsError> {
-        let mut de = Deserializer::new();
-        let mut dec =
-            |metric: &'static str, bytes: &[u8]| -> Result<Histogram<u64>, MetricsError> {
-                let mut out = new_histogram();
-                if bytes.is_empty() {
-                    return Ok(out);
-                }
-                let h: Histogram<u64> =
-                    de.deserialize(&mut &bytes[..])
-                        .map_err(|e| MetricsError::Decode {
-                            metric,
-                            detail: format!("{e:?}"),
-                        })?;
-                out.add(&h).map_err(|e| MetricsError::Decode {
-                    metric,
-                    detail: format!("{e:?}"),
-                })?;
-                Ok(out)
-            };
-        Ok(HistogramBundle {
-            ttft: dec("ttft", &p.ttft_us)?,
-            ttft_corrected: dec("ttft_corrected", &p.ttft_corrected_us)?,
-            chunk_gap: dec("chunk_gap", &p.chunk_gap_us)?,
-            itl: dec("itl", &p.itl_us)?,
-            tpot: dec("tpot", &p.tpot_us)?,
-            e2e: dec("e2e", &p.e2e_us)?,
-            schedule_lag: dec("schedule_lag", &p.schedule_lag_us)?,
-        })
     }
 }
 
@@ -309,66 +216,12 @@ impl LatencySummary {
     }
 }
 
-/// Adds a finished request to interval counters. `sent` is counted apart, when it is sent.
-pub fn count_outcome(c: &mut proto::Counts, t: &RequestTimeline, good: bool) {
-    c.input_tokens += u64::from(t.input_tokens);
-    if let Some(server) = t.server_input_tokens {
-        c.server_input_tokens += u64::from(server);
-        c.server_input_requests += 1;
-    }
-    c.content_chunks += u64::from(t.content_chunks());
-    match t.error {
-        None => {
-            c.completed += 1;
-            c.output_tokens += u64::from(t.output_tokens());
-            if good {
-                c.good += 1;
-            }
-        }
-        Some(ErrorClass::Cancelled) => {
-            c.cancelled += 1;
-            *c.errors
-                .entry(ErrorClass::Cancelled.as_str().to_string())
-                .or_default() += 1;
-        }
-        Some(class) => {
-            c.failed += 1;
-            if class.is_timeout() {
-                c.timeouts += 1;
-            }
-            if class.is_abnormal() {
-                c.abnormal += 1;
-            }
-            *c.errors.entry(class.as_str().to_string()).or_default() += 1;
-        }
-    }
-}
-
-impl std::ops::AddAssign<&proto::Counts> for proto::Counts {
-    fn add_assign(&mut self, o: &proto::Counts) {
-        self.sent += o.sent;
-        self.completed += o.completed;
-        self.failed += o.failed;
-        self.timeouts += o.timeouts;
-        self.abnormal += o.abnormal;
-        self.dropped += o.dropped;
-        self.cancelled += o.cancelled;
-        self.good += o.good;
-        self.input_tokens += o.input_tokens;
-        self.output_tokens += o.output_tokens;
-        self.server_input_tokens += o.server_input_tokens;
-        self.server_input_requests += o.server_input_requests;
-        self.content_chunks += o.content_chunks;
-        for (class, n) in &o.errors {
-            *self.errors.entry(class.clone()).or_default() += n;
-        }
-    }
-}
-
-#[cfg(test)]
+#[cfg(all(test, feature = "wire"))]
 mod tests {
     use super::*;
+    use crate::proto::{self, count_outcome};
     use crate::timeline::ChunkArrival;
+    use crate::timeline::{ErrorClass, RequestTimeline};
     use tokio::time::Instant;
 
     fn request(ttft_ms: u64, gap_ms: u64, tokens: u32) -> RequestTimeline {

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::metrics::clamp_us;
+
 /// Why a request did not count as a clean completion. DESIGN.md's error classes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
@@ -267,6 +269,40 @@ impl RequestTimeline {
     /// True when the request completed with the content asked for.
     pub fn succeeded(&self) -> bool {
         self.error.is_none() && self.finished.is_some()
+    }
+}
+
+/// Recording a finished request: here, beside the definitions it records, so that the
+/// histogram bundle itself needs no async runtime.
+impl crate::metrics::HistogramBundle {
+    /// Records what a finished request measured. Latencies of failed requests are not recorded
+    /// (they would mix error paths into service latency); their schedule lag is, since it is
+    /// the client's health whatever the outcome.
+    pub fn record(&mut self, t: &RequestTimeline) {
+        // Values are clamped into range first, so `record` cannot fail.
+        self.schedule_lag
+            .saturating_record(clamp_us(t.schedule_lag()));
+        if !t.succeeded() {
+            return;
+        }
+        if let Some(v) = t.ttft() {
+            self.ttft.saturating_record(clamp_us(v));
+        }
+        if let Some(v) = t.ttft_corrected() {
+            self.ttft_corrected.saturating_record(clamp_us(v));
+        }
+        for gap in t.chunk_gaps() {
+            self.chunk_gap.saturating_record(clamp_us(gap));
+        }
+        for (per_token, tokens) in t.itl() {
+            let _ = self.itl.record_n(clamp_us(per_token), u64::from(tokens));
+        }
+        if let Some(v) = t.tpot() {
+            self.tpot.saturating_record(clamp_us(v));
+        }
+        if let Some(v) = t.e2e() {
+            self.e2e.saturating_record(clamp_us(v));
+        }
     }
 }
 

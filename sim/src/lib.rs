@@ -17,7 +17,7 @@
 //! - [`presets`]: the named presets and the public figures behind them.
 //! - [`engine`]: the batching model, a pure clock-injected state machine.
 //! - `driver`: the task that owns the engine and runs its steps on the real clock.
-//! - `pacer` (from `stampede_common::pacer`, shared with the agent): a timer thread that releases tokens within microseconds of their due time.
+//! - `pacer` (the `stampede-pacer` crate, shared with the agent): a timer thread that releases tokens within microseconds of their due time.
 //! - `stream`: one response's tokens, faults applied, as an SSE body.
 //! - `openai`: request parsing and validation, vLLM's chunk format, error bodies.
 //! - `api`: the HTTP routes and the state they share.
@@ -38,7 +38,7 @@ pub mod engine;
 pub mod faults;
 pub mod metrics;
 mod openai;
-use stampede_common::pacer;
+use stampede_pacer as pacer;
 pub mod presets;
 #[cfg(unix)]
 pub mod rx_time;
@@ -65,7 +65,7 @@ pub use metrics::{LatencySummary, LatenessSnapshot, Metrics};
 use crate::api::AppState;
 use crate::conn::{ConnHandle, SimListener};
 use crate::faults::FaultInjector;
-use stampede_common::pacer::Pacer;
+use stampede_pacer::Pacer;
 
 /// Why the simulator could not run.
 #[derive(Debug, thiserror::Error)]

@@ -1,4 +1,5 @@
-//! Generated code for `proto/stampede.proto`, and small conversions on it.
+//! Generated code for `proto/stampede.proto`, and the conversions between it and the domain
+//! types: `metrics` for histograms and counters.
 
 mod generated {
     #![allow(clippy::all, missing_docs)]
@@ -6,6 +7,9 @@ mod generated {
 }
 
 pub use generated::*;
+
+mod metrics;
+pub use self::metrics::count_outcome;
 
 use std::time::Duration;
 
