@@ -1,6 +1,8 @@
 //! Durable results: a results folder that cannot be created stops the run before any load, and
 //! a results file that cannot be written mid-run stops the run at once with a clear error,
 //! never a silent gap. (The SIGKILL case is in run_e2e.rs.)
+// std's Instant on purpose: it waits on real processes, which paused time cannot stand in for.
+#![allow(clippy::disallowed_types)]
 
 mod util;
 

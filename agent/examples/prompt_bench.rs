@@ -2,6 +2,8 @@
 //! synthetic text, a template filled to length, and a multi-class workload.
 //!
 //!   cargo run --release -p stampede-agent --example prompt_bench [-- TOKENIZER [SECONDS]]
+// std's Instant on purpose: a benchmark times real work on the real clock, which paused time cannot stand in for.
+#![allow(clippy::disallowed_types)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -21,7 +21,7 @@ pub mod scheduler;
 pub mod security;
 pub mod service;
 pub mod share;
-pub mod workload;
+pub use stampede_workload as workload;
 
 use std::io::Write;
 use std::net::SocketAddr;

@@ -169,6 +169,28 @@ impl HistogramBundle {
     }
 }
 
+/// What happened to a step's requests, counted: the domain twin of the wire's `Counts`
+/// (converted in [`crate::proto`]), so that summaries are computed without the gRPC code.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub sent: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub timeouts: u64,
+    pub abnormal: u64,
+    pub dropped: u64,
+    pub cancelled: u64,
+    pub good: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub server_input_tokens: u64,
+    /// Requests whose server-reported prompt tokens are known (for the input-token gap).
+    pub server_input_requests: u64,
+    pub content_chunks: u64,
+    /// Failures and cancellations by error class.
+    pub errors: std::collections::BTreeMap<String, u64>,
+}
+
 /// A latency distribution summarised in milliseconds, as summary.json reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
 pub struct LatencySummary {

@@ -9,7 +9,7 @@ use stampede_common::plan::{StepKind, StepPlan};
 use stampede_common::proto::{Counts, IntervalReport, ResourceSample, ShareSummary};
 
 use crate::monitor::{IntervalResources, StepResources};
-use crate::recovery::RecoveryAcc;
+use crate::recovery::{IntervalPoint, RecoveryAcc};
 
 /// One interval of one step, merged across agents.
 #[derive(Debug, Clone)]
@@ -51,37 +51,25 @@ impl MergedInterval {
         }
     }
 
-    /// Length of the interval.
-    pub fn length(&self) -> Duration {
-        self.end_offset.saturating_sub(self.start_offset)
-    }
-}
-
-/// What recovery times are read from: one merged interval, reduced.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct IntervalPoint {
-    /// Seconds from the step's start to the interval's end.
-    pub end_s: f64,
-    pub start_s: f64,
-    pub completed: u64,
-    pub failed: u64,
-    pub ttft_p99_ms: f64,
-}
-
-impl IntervalPoint {
-    pub fn of(m: &MergedInterval) -> Self {
-        let ttft = &m.bundle.ttft;
+    /// What recovery times are read from this interval.
+    pub fn point(&self) -> IntervalPoint {
+        let ttft = &self.bundle.ttft;
         IntervalPoint {
-            end_s: m.end_offset.as_secs_f64(),
-            start_s: m.start_offset.as_secs_f64(),
-            completed: m.counts.completed,
-            failed: m.counts.failed,
+            end_s: self.end_offset.as_secs_f64(),
+            start_s: self.start_offset.as_secs_f64(),
+            completed: self.counts.completed,
+            failed: self.counts.failed,
             ttft_p99_ms: if ttft.is_empty() {
                 0.0
             } else {
                 ttft.value_at_quantile(0.99) as f64 / 1000.0
             },
         }
+    }
+
+    /// Length of the interval.
+    pub fn length(&self) -> Duration {
+        self.end_offset.saturating_sub(self.start_offset)
     }
 }
 
@@ -249,12 +237,14 @@ impl StepAggregate {
                 break;
             }
             if let Some((_, mut merged)) = self.pending.pop_first() {
-                merged.resources = self.resources.interval(&merged);
+                merged.resources = self
+                    .resources
+                    .interval(&merged.samples, &merged.bundle.schedule_lag);
                 self.counts += &merged.counts;
                 // Both bundles share one layout, so the merge cannot fail for range.
                 let _ = self.bundle.merge(&merged.bundle);
                 self.recorder_overflow += merged.recorder_overflow;
-                self.recovery.add(&IntervalPoint::of(&merged));
+                self.recovery.add(&merged.point());
                 out.push(merged);
             }
         }

@@ -8,77 +8,14 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 use stampede_common::proto::controller_server::{Controller, ControllerServer};
-use stampede_common::proto::{RateChange, RateReply, WatchRequest, rate_change};
+use stampede_common::proto::{RateChange, RateReply, WatchRequest};
+use stampede_live::command::RateCommand;
+pub use stampede_live::command::{ControlRequest, NUDGE};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status};
-
-/// A change of the offered rate.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum RateCommand {
-    /// This many requests/s for the running step.
-    Qps(f64),
-    /// This factor on the step's planned rate.
-    Scale(f64),
-    /// The current factor multiplied by this.
-    Multiply(f64),
-    /// Stop sending until the rate is set again: the factor becomes 0, so the pause is on the
-    /// timeline (offered 0) and in summary.json's `rate_changes`.
-    Pause,
-    /// Send again at the step's planned rate.
-    Resume,
-}
-
-/// One step of `+` and `-`: ten percent.
-pub const NUDGE: f64 = 1.1;
-
-impl RateCommand {
-    /// Parses a line typed at the controller: `+`, `-`, `qps N` or `scale F`.
-    ///
-    /// # Errors
-    /// Says what is accepted.
-    pub fn parse(line: &str) -> Result<RateCommand, String> {
-        let usage =
-            "type + or - (ten percent up or down), qps N, scale F, pause or resume, then Enter";
-        let mut words = line.split_whitespace();
-        let cmd = match (words.next(), words.next()) {
-            (Some("+"), None) => RateCommand::Multiply(NUDGE),
-            (Some("-"), None) => RateCommand::Multiply(1.0 / NUDGE),
-            (Some("pause" | "p"), None) => return Ok(RateCommand::Pause),
-            (Some("resume"), None) => return Ok(RateCommand::Resume),
-            (Some("qps"), Some(v)) => RateCommand::Qps(v.parse().map_err(|_| usage.to_string())?),
-            (Some("scale"), Some(v)) => {
-                RateCommand::Scale(v.parse().map_err(|_| usage.to_string())?)
-            }
-            _ => return Err(usage.to_string()),
-        };
-        let value = match cmd {
-            RateCommand::Qps(v) | RateCommand::Scale(v) | RateCommand::Multiply(v) => v,
-            RateCommand::Pause | RateCommand::Resume => 1.0,
-        };
-        if !(value.is_finite() && value > 0.0) {
-            return Err(format!("the value must be above 0; {usage}"));
-        }
-        Ok(cmd)
-    }
-
-    /// The new factor, given the current one and the step's planned rate (`None`: closed loop).
-    pub fn apply(self, current: f64, planned_qps: Option<f64>) -> Option<f64> {
-        let next = match self {
-            RateCommand::Qps(q) => q / planned_qps?,
-            RateCommand::Scale(s) => s,
-            RateCommand::Multiply(m) => current * m,
-            RateCommand::Pause => return Some(0.0),
-            RateCommand::Resume => 1.0,
-        };
-        (next.is_finite() && next > 0.0 && next <= 1000.0).then_some(next)
-    }
-}
-
-/// A command with the channel its answer goes back on.
-pub type ControlRequest = (RateCommand, oneshot::Sender<Result<RateReply, String>>);
 
 /// Reads rate commands from standard input until it closes. Lines that are not commands get a
 /// hint on stderr.
@@ -89,7 +26,7 @@ pub fn spawn_stdin_reader(tx: mpsc::Sender<ControlRequest>) {
             if line.trim().is_empty() {
                 continue;
             }
-            match RateCommand::parse(&line) {
+            match line.parse::<RateCommand>() {
                 Ok(cmd) => {
                     let (reply, answer) = oneshot::channel();
                     if tx.send((cmd, reply)).await.is_err() {
@@ -127,18 +64,7 @@ impl Controller for ControlService {
     }
 
     async fn set_rate(&self, request: Request<RateChange>) -> Result<Response<RateReply>, Status> {
-        let cmd = match request.into_inner().change {
-            Some(rate_change::Change::Qps(q)) => RateCommand::Qps(q),
-            Some(rate_change::Change::Scale(s)) => RateCommand::Scale(s),
-            Some(rate_change::Change::Multiply(m)) => RateCommand::Multiply(m),
-            Some(rate_change::Change::Pause(true)) => RateCommand::Pause,
-            Some(rate_change::Change::Pause(false)) => RateCommand::Resume,
-            None => {
-                return Err(Status::invalid_argument(
-                    "no change given: qps, scale or multiply",
-                ));
-            }
-        };
+        let cmd = RateCommand::try_from(request.into_inner()).map_err(Status::invalid_argument)?;
         let (reply, answer) = oneshot::channel();
         self.tx
             .send((cmd, reply))
@@ -175,40 +101,4 @@ pub async fn serve_control(
             .await;
     });
     Ok(bound)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn commands_parse_and_apply() {
-        assert_eq!(
-            RateCommand::parse("+").unwrap(),
-            RateCommand::Multiply(NUDGE)
-        );
-        assert_eq!(
-            RateCommand::parse(" qps 50 ").unwrap(),
-            RateCommand::Qps(50.0)
-        );
-        assert!(RateCommand::parse("qps -1").is_err());
-        assert!(RateCommand::parse("faster").is_err());
-        assert_eq!(RateCommand::Qps(50.0).apply(1.0, Some(25.0)), Some(2.0));
-        assert_eq!(
-            RateCommand::Qps(50.0).apply(1.0, None),
-            None,
-            "closed loop has no rate"
-        );
-        assert_eq!(RateCommand::Multiply(2.0).apply(1.5, None), Some(3.0));
-        assert_eq!(RateCommand::Scale(0.5).apply(3.0, Some(10.0)), Some(0.5));
-        assert_eq!(RateCommand::parse("pause").unwrap(), RateCommand::Pause);
-        assert_eq!(RateCommand::Pause.apply(1.5, Some(10.0)), Some(0.0));
-        assert_eq!(
-            RateCommand::Multiply(NUDGE).apply(0.0, Some(10.0)),
-            None,
-            "a paused step does not change by a factor"
-        );
-        assert_eq!(RateCommand::Resume.apply(0.0, Some(10.0)), Some(1.0));
-        assert_eq!(RateCommand::Scale(2.0).apply(0.0, Some(10.0)), Some(2.0));
-    }
 }

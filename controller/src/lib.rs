@@ -7,30 +7,28 @@
 //! - [`aggregate`]: merging interval reports across agents.
 //! - [`monitor`]: what agents sample, monitor-only agents, resources.csv and the saturation
 //!   guard.
-//! - [`summary`]: summary.json, the `stampede.summary/v1` contract.
-//! - [`analysis`]: findings drawn from the summaries, and from the results folder's files.
-//! - [`results`]: the results folder, written as the run goes, and read back.
-//! - [`report`]: report.html and report.md, built from a results folder.
-//! - [`compare`]: two runs compared, metric by metric, against their noise.
-//! - [`live`]: the live view: plain lines, the terminal dashboard, alerts, `controller watch`
-//!   and the Prometheus exporter.
+//! - [`feed`]: merged intervals become the live view's events, with rolling latencies; alerts
+//!   are raised and written.
+//! - [`rows`]: the results rows filled from what agents sent.
+//! - [`control`]: rate commands from stdin and the Controller gRPC service.
+//!
+//! The products it is built from are crates of their own, re-exported here under the names
+//! the code uses: [`results`] (the results folder: [`summary`], rows, hlog, reader, writer),
+//! [`report`] (with [`analysis`] and [`compare`]) and [`live`] (the live view: plain lines, the
+//! terminal dashboard, alerts, `controller watch` and the Prometheus exporter).
 //! - [`wallclock`]: UTC timestamps for metadata.
 //! - [`workload`]: the run's workload: checked before the run, loaded on the agents, and
 //!   summarised per request class.
 
 pub mod aggregate;
-pub mod analysis;
 pub mod children;
-pub mod compare;
 pub mod control;
-pub mod live;
+pub mod feed;
 pub mod monitor;
 pub mod pool;
 pub mod recovery;
-pub mod report;
-pub mod results;
+pub mod rows;
 pub mod runner;
-pub mod summary;
 pub mod target;
 pub mod wallclock;
 pub mod workload;
@@ -41,6 +39,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
+
+pub use stampede_live as live;
+pub use stampede_report::{self as report, analysis, compare};
+pub use stampede_results::{self as results, summary};
 
 use crate::report::i18n::Lang;
 use crate::runner::{RunOptions, exit};
@@ -90,8 +92,9 @@ pub struct SetQpsArgs {
     /// The running controller's --control-listen address.
     #[arg(long, value_name = "HOST:PORT")]
     pub control: String,
-    /// A rate in requests/s, `+` or `-` (ten percent), `xF` for F times the planned rate,
-    /// `pause`, or `resume` (at the planned rate).
+    /// A rate in requests/s (`N` or `qps N`), `+` or `-` (ten percent), `xF` or `scale F` for F
+    /// times the planned rate, `pause`, or `resume` (at the planned rate): the same grammar as
+    /// the lines typed at a running controller.
     #[arg(allow_hyphen_values = true)]
     pub value: String,
 }
@@ -102,7 +105,7 @@ pub struct ReportArgs {
     /// The results folder.
     pub dir: PathBuf,
     /// Language of the report's labels and findings.
-    #[arg(long, value_enum, default_value_t = Lang::En)]
+    #[arg(long, default_value = "en", value_parser = parse_lang)]
     pub lang: Lang,
 }
 
@@ -121,7 +124,7 @@ pub struct CompareArgs {
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
     /// Language of the labels.
-    #[arg(long, value_enum, default_value_t = Lang::En)]
+    #[arg(long, default_value = "en", value_parser = parse_lang)]
     pub lang: Lang,
 }
 
@@ -171,8 +174,13 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 1.0, value_parser = parse_time_scale)]
     pub time_scale: f64,
     /// Language of report.html and report.md.
-    #[arg(long, value_enum, default_value_t = Lang::En)]
+    #[arg(long, default_value = "en", value_parser = parse_lang)]
     pub lang: Lang,
+}
+
+/// `en` or `zh`: the languages of the reports.
+fn parse_lang(s: &str) -> Result<Lang, String> {
+    s.parse()
 }
 
 fn parse_time_scale(s: &str) -> Result<f64, String> {
@@ -218,26 +226,12 @@ pub fn main() -> ExitCode {
 
 async fn set_qps_command(args: SetQpsArgs) -> u8 {
     use stampede_common::proto::controller_client::ControllerClient;
-    use stampede_common::proto::{RateChange, rate_change::Change};
-    let change = match args.value.as_str() {
-        "+" => Change::Multiply(control::NUDGE),
-        "-" => Change::Multiply(1.0 / control::NUDGE),
-        "pause" => Change::Pause(true),
-        "resume" => Change::Pause(false),
-        v => match v
-            .strip_prefix('x')
-            .map(str::parse::<f64>)
-            .unwrap_or_else(|| v.parse::<f64>())
-        {
-            Ok(n) if n.is_finite() && n > 0.0 && v.starts_with('x') => Change::Scale(n),
-            Ok(n) if n.is_finite() && n > 0.0 => Change::Qps(n),
-            _ => {
-                eprintln!(
-                    "error: expected a rate such as 50, + or -, x1.5, pause or resume; got {v:?}"
-                );
-                return exit::ERROR;
-            }
-        },
+    let change = match args.value.parse::<live::command::RateCommand>() {
+        Ok(cmd) => stampede_common::proto::RateChange::from(cmd),
+        Err(why) => {
+            eprintln!("error: {why}");
+            return exit::ERROR;
+        }
     };
     let url = format!("http://{}", args.control);
     let mut client = match ControllerClient::connect(url.clone()).await {
@@ -250,12 +244,7 @@ async fn set_qps_command(args: SetQpsArgs) -> u8 {
             return exit::ERROR;
         }
     };
-    match client
-        .set_rate(RateChange {
-            change: Some(change),
-        })
-        .await
-    {
+    match client.set_rate(change).await {
         Ok(r) => {
             let r = r.into_inner();
             println!(
@@ -349,7 +338,9 @@ async fn run_command(args: RunArgs) -> u8 {
         live: hub.clone(),
     };
     let result = runner::run(opts, interrupt, abort, &mut &mut *out).await;
-    let status = result.as_ref().map_or("failed", |o| o.summary.status);
+    let status = result
+        .as_ref()
+        .map_or(results::kinds::RunStatus::Failed, |o| o.summary.status);
     hub.publish(live::state::LiveEvent::Ended(status.to_string()));
     if hub.watchers() > 0 {
         // Watchers get the run's end before the process goes.

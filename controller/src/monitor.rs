@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use serde_json::json;
+use hdrhistogram::Histogram;
 use stampede_common::metrics::LatencySummary;
 use stampede_common::plan::monitor::{GpuMode, MonitorPlan, TargetProcess};
 use stampede_common::plan::{Load, Plan, StepPlan};
@@ -31,9 +31,8 @@ use stampede_common::proto::{MonitorConfig, ResourceSample, StageShare};
 use stampede_common::server_metrics::known_kinds;
 use stampede_common::units::micros;
 
-use crate::aggregate::MergedInterval;
 use crate::pool::{AgentHandle, connect};
-use crate::summary::{MeanMax, Resources};
+use crate::summary::{GpuInventory, GpuSummary, MeanMax, Resources};
 
 /// The number of load agents: monitor-only agents come after them in the list.
 pub fn load_agents(agents: &[AgentHandle]) -> usize {
@@ -60,17 +59,15 @@ pub async fn add_monitor_agents(
 }
 
 /// The GPUs the agents reported, for the manifest.
-pub fn gpu_inventory(agents: &[AgentHandle]) -> Vec<serde_json::Value> {
+pub fn gpu_inventory(agents: &[AgentHandle]) -> Vec<GpuInventory> {
     agents
         .iter()
         .flat_map(|a| {
-            a.hello.gpus.iter().map(|g| {
-                json!({
-                    "agent": a.hello.agent_id,
-                    "index": g.index,
-                    "name": g.name,
-                    "memory_total_bytes": g.memory_total_bytes,
-                })
+            a.hello.gpus.iter().map(|g| GpuInventory {
+                agent: a.hello.agent_id.clone(),
+                index: g.index,
+                name: g.name.clone(),
+                memory_total_bytes: g.memory_total_bytes,
             })
         })
         .collect()
@@ -600,14 +597,18 @@ impl StepResources {
         self.stats.entry(key.to_string()).or_default().add(v);
     }
 
-    /// Takes a merged interval's samples: its resource columns, rows and notes, and counts
-    /// it for the step.
-    pub fn interval(&mut self, m: &MergedInterval) -> IntervalResources {
+    /// Takes a merged interval's samples (with each agent's index) and its schedule lag: its
+    /// resource columns, rows and notes, and counts it for the step.
+    pub fn interval(
+        &mut self,
+        samples: &[(usize, ResourceSample)],
+        schedule_lag: &Histogram<u64>,
+    ) -> IntervalResources {
         let mut ir = IntervalResources::default();
         let (mut client_cpu, mut host_cpu, mut host_mem) = (Vec::new(), Vec::new(), Vec::new());
         let (mut gpu_util, mut gpu_mem, mut gpu_power) = (Vec::new(), Vec::new(), Vec::new());
         let mut server_gpu: Option<f64> = None;
-        for (agent, s) in &m.samples {
+        for (agent, s) in samples {
             let a = self
                 .table
                 .as_ref()
@@ -716,7 +717,7 @@ impl StepResources {
         ir.gpu_mem_used_bytes = (!gpu_mem.is_empty()).then(|| gpu_mem.iter().sum());
         ir.gpu_power_w = (!gpu_power.is_empty()).then(|| round3(gpu_power.iter().sum()));
         ir.target_cpu_pct = ir.target_cpu_pct.map(round3);
-        let lag = LatencySummary::of(&m.bundle.schedule_lag);
+        let lag = LatencySummary::of(schedule_lag);
         let cpu_bound = ir
             .client_cpu_pct
             .is_some_and(|c| c > self.guard.cpu_limit_pct);
@@ -744,17 +745,17 @@ impl StepResources {
                         .table
                         .as_ref()
                         .map_or_else(|| format!("agent-{agent}"), |t| t.agent(*agent).id);
-                    json!({
-                        "agent": id,
-                        "index": index,
-                        "name": g.name,
-                        "mem_total_bytes": g.mem_total_bytes,
-                        "util_pct": g.util_pct.mean_max(),
-                        "mem_used_bytes": g.mem_used_bytes.mean_max(),
-                        "power_w": g.power_w.mean_max(),
-                        "temperature_c": g.temperature_c.mean_max(),
-                        "sm_clock_mhz": g.sm_clock_mhz.mean_max(),
-                    })
+                    GpuSummary {
+                        agent: id,
+                        index: *index,
+                        name: g.name.clone(),
+                        mem_total_bytes: g.mem_total_bytes,
+                        util_pct: g.util_pct.mean_max(),
+                        mem_used_bytes: g.mem_used_bytes.mean_max(),
+                        power_w: g.power_w.mean_max(),
+                        temperature_c: g.temperature_c.mean_max(),
+                        sm_clock_mhz: g.sm_clock_mhz.mean_max(),
+                    }
                 })
                 .collect(),
             samples: self.samples,
@@ -786,8 +787,10 @@ mod tests {
     use stampede_common::stage::StepKind;
     use tonic::transport::Endpoint;
 
+    use crate::aggregate::MergedInterval;
     use crate::analysis::{analyse, is_client_bound};
     use crate::pool::ClockEstimate;
+    use crate::results::kinds::{FindingCode, Severity};
     use crate::summary::StageSummary;
 
     fn agent(index: usize, id: &str, gpus: usize, monitor_only: bool) -> AgentHandle {
@@ -870,6 +873,12 @@ mod tests {
         }
     }
 
+    impl StepResources {
+        fn interval_of(&mut self, m: &MergedInterval) -> IntervalResources {
+            self.interval(&m.samples, &m.bundle.schedule_lag)
+        }
+    }
+
     fn interval(index: u32, samples: Vec<(usize, ResourceSample)>) -> MergedInterval {
         MergedInterval {
             step: 0,
@@ -893,7 +902,7 @@ mod tests {
             "s",
             Some(&step().load),
             Duration::from_secs(10),
-            &Counts {
+            &stampede_common::metrics::Tally {
                 sent: 100,
                 completed: 100,
                 ..Default::default()
@@ -922,11 +931,11 @@ mod tests {
         let m = run("", &agents);
         let mut r = m.step(&step(), 0.0);
         // 190% of one core on 2 cores: 95% of the host, above the 85% limit.
-        let busy = r.interval(&interval(0, vec![(0, sample(500_000, 190.0))]));
+        let busy = r.interval_of(&interval(0, vec![(0, sample(500_000, 190.0))]));
         assert_eq!(busy.client_cpu_pct, Some(95.0));
         assert!(busy.client_bound);
         for k in 1..5 {
-            let calm = r.interval(&interval(
+            let calm = r.interval_of(&interval(
                 k,
                 vec![(0, sample(500_000 + u64::from(k) * 1_000_000, 20.0))],
             ));
@@ -952,9 +961,9 @@ mod tests {
         let findings = analyse(&[s], false).findings;
         let f = findings
             .iter()
-            .find(|f| f.code == "client-bound")
+            .find(|f| f.code == FindingCode::ClientBound)
             .expect("a client-bound finding");
-        assert_eq!(f.severity, "critical");
+        assert_eq!(f.severity, Severity::Critical);
         assert!(
             f.message.contains("results understate the server"),
             "{}",
@@ -975,7 +984,7 @@ mod tests {
         let m = run("", &agents);
         let mut r = m.step(&step(), 0.0);
         for k in 0..10 {
-            let iv = r.interval(&interval(k, vec![(0, sample(500_000, 160.0))]));
+            let iv = r.interval_of(&interval(k, vec![(0, sample(500_000, 160.0))]));
             // 80% of the host: busy but under the limit.
             assert!(!iv.client_bound);
         }
@@ -985,12 +994,12 @@ mod tests {
             analyse(&[s], false)
                 .findings
                 .iter()
-                .all(|f| f.code != "client-bound")
+                .all(|f| f.code != FindingCode::ClientBound)
         );
         // One busy interval in twenty is noise, not a client-bound step.
         let mut r = m.step(&step(), 0.0);
         for k in 0..20 {
-            r.interval(&interval(
+            r.interval_of(&interval(
                 k,
                 vec![(0, sample(500_000, if k == 3 { 199.0 } else { 20.0 }))],
             ));
@@ -1002,7 +1011,7 @@ mod tests {
         let strict = run("[monitor]\nclient_cpu_limit = \"70%\"\n", &agents);
         let mut r = strict.step(&step(), 0.0);
         assert!(
-            r.interval(&interval(0, vec![(0, sample(500_000, 160.0))]))
+            r.interval_of(&interval(0, vec![(0, sample(500_000, 160.0))]))
                 .client_bound
         );
     }
@@ -1079,7 +1088,7 @@ mod tests {
         ];
         s.notes = vec!["target process pid 4242 (sim): exited".into()];
         let mut r = m.step(&step(), 10.0);
-        let iv = r.interval(&interval(1, vec![(1, s)]));
+        let iv = r.interval_of(&interval(1, vec![(1, s)]));
         assert_eq!(iv.rows.len(), 1);
         let row = &iv.rows[0];
         assert_eq!(row.len(), header.len());
@@ -1110,8 +1119,8 @@ mod tests {
         );
         let res = r.summary();
         assert_eq!(res.gpus.len(), 1);
-        assert_eq!(res.gpus[0]["agent"], "gpu-host");
-        assert_eq!(res.gpus[0]["util_pct"]["max"], 87.0);
+        assert_eq!(res.gpus[0].agent, "gpu-host");
+        assert_eq!(res.gpus[0].util_pct.map(|u| u.max), Some(87.0));
         assert_eq!(res.stats["server_generation_tokens_per_s"].mean, 812.25);
         assert_eq!(res.stats["monitor_host_cpu_pct"].mean, 50.0);
         assert_eq!(res.cpu_pct, None, "no load agent's host was sampled");

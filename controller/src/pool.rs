@@ -7,7 +7,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use serde::Serialize;
 use stampede_common::handshake::{PROTOCOL_VERSION, STAMPEDE_VERSION};
 use stampede_common::proto::agent_client::AgentClient;
 use stampede_common::proto::{HelloReply, HelloRequest};
@@ -220,14 +219,7 @@ pub struct AgentHandle {
     pub monitor_only: bool,
 }
 
-/// An agent's clock against the controller's: `agent = controller + offset`, within
-/// `± uncertainty` (half the best round trip).
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct ClockEstimate {
-    pub offset_us: i64,
-    pub uncertainty_us: u64,
-    pub rtt_us: u64,
-}
+pub use stampede_results::summary::ClockEstimate;
 
 /// A clock offset from one exchange: sent at `t0`, answered with `agent_clock`, back at `t1`,
 /// all in microseconds.

@@ -1,30 +1,18 @@
 //! Availability and recovery, read from a step's merged intervals: how long the target failed
 //! requests, whether it came back, and, after a burst, how long latency took to settle.
 
-use serde::{Deserialize, Serialize};
+pub use stampede_results::summary::{RecoveryStats, SETTLE_FACTOR};
 
-use crate::aggregate::IntervalPoint;
-
-/// How a step went through failures or a burst.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-pub struct RecoveryStats {
-    /// Completed over completed and failed requests.
-    pub availability: f64,
-    /// Seconds from the step's start to the start of the first interval with failures.
-    pub failing_from_s: Option<f64>,
-    /// Seconds from the step's start to the end of the last interval with failures.
-    pub failing_until_s: Option<f64>,
-    /// How long requests kept failing: from the first failing interval to the end of the last.
-    pub time_to_recover_s: Option<f64>,
-    /// Requests succeeded again after the last failure (an interval without failures followed).
-    pub recovered: Option<bool>,
-    /// After a burst: seconds from the step's start until TTFT p99 was back within
-    /// [`SETTLE_FACTOR`] of the base level, with no failures; `None` when it never settled.
-    pub latency_settled_after_s: Option<f64>,
+/// What recovery times are read from: one merged interval, reduced.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IntervalPoint {
+    /// Seconds from the step's start to the interval's end.
+    pub end_s: f64,
+    pub start_s: f64,
+    pub completed: u64,
+    pub failed: u64,
+    pub ttft_p99_ms: f64,
 }
-
-/// A latency is back to normal within this factor of its level before the burst.
-pub const SETTLE_FACTOR: f64 = 1.25;
 
 /// Recovery read as a step's intervals are merged, in constant memory: a 24-hour step keeps
 /// counters, not a point per interval. Only a step after a burst keeps its clean intervals' TTFT

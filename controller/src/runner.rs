@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use stampede_common::metrics::HistogramBundle;
+use stampede_common::metrics::{HistogramBundle, Tally};
 use stampede_common::plan::{
     ApiKind, Load, OnAgentLost, Plan, StageProgram, StepKind, StepPlan, expand_env,
 };
@@ -32,15 +32,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::aggregate::{AgentEnd, MergedInterval, StepAggregate};
 use crate::analysis::{analyse, is_client_bound};
-use crate::control::{ControlRequest, RateCommand, serve_control, spawn_stdin_reader};
+use crate::control::{ControlRequest, serve_control, spawn_stdin_reader};
 use crate::live;
+use crate::live::command::RateCommand;
 use crate::monitor::{MonitorRun, add_monitor_agents, gpu_inventory, load_agents};
 use crate::pool::{
     AgentHandle, AgentSecurity, AgentSpec, DNS_WAIT, check_allows, connect, expand_dns,
     resolve_waiting, spawn_local,
 };
 use crate::results::hlog::IntervalHistograms;
-use crate::results::rows::{RequestRow, StageRow, TimeseriesRow};
+use crate::results::kinds::{AgentEventKind, FindingCode, RunStatus, ShareEnd};
+use crate::results::rows::StageRow;
 use crate::results::{ResultsWriter, WriterMsg};
 use crate::summary::{
     AgentEventRecord, AgentInfo, AgentShare, Manifest, RateChangeRecord, ReportedCounts,
@@ -84,14 +86,7 @@ pub struct RunOptions {
     pub live: live::LiveHub,
 }
 
-/// Exit codes, as DESIGN.md defines them.
-pub mod exit {
-    pub const PASS: u8 = 0;
-    pub const ERROR: u8 = 1;
-    pub const SLO_FAILED: u8 = 2;
-    pub const INVALID_EVIDENCE: u8 = 3;
-    pub const INTERRUPTED: u8 = 130;
-}
+pub use stampede_results::exit;
 
 /// How a run ended.
 #[derive(Debug)]
@@ -148,7 +143,10 @@ pub async fn run(
         .join(format!("{}-{}", sanitize(&plan.name), started.compact()));
     // A results file that cannot be written stops the run like a first Ctrl-C; `finish` then
     // returns the error, so the run exits 1 naming it.
-    let writer = ResultsWriter::create(dir.clone(), &plan.redacted_toml(), interrupt.clone())?;
+    let writer = ResultsWriter::create(dir.clone(), &plan.redacted_toml(), {
+        let interrupt = interrupt.clone();
+        move || interrupt.cancel()
+    })?;
 
     let target = resolve(&plan.target, &dir, opts.time_scale).await?;
     let pre = preflight(
@@ -199,11 +197,11 @@ pub async fn run(
     }
 
     let mut summary = RunSummary {
-        schema: SCHEMA,
+        schema: SCHEMA.into(),
         plan: plan.name.clone(),
         started_at: started.rfc3339(),
         finished_at: None,
-        status: "running",
+        status: RunStatus::Running,
         target: TargetInfo {
             base_url: target.base_url.clone(),
             api: match plan.target.api {
@@ -237,7 +235,7 @@ pub async fn run(
         alerts: BTreeMap::new(),
         agent_events: Vec::new(),
         manifest: Manifest {
-            stampede_version: stampede_common::handshake::STAMPEDE_VERSION,
+            stampede_version: stampede_common::handshake::STAMPEDE_VERSION.into(),
             protocol_version: stampede_common::handshake::PROTOCOL_VERSION,
             plan_hash: format!("{:016x}", fnv1a64(plan_text.as_bytes())),
             plan_file: opts.plan.display().to_string(),
@@ -264,7 +262,7 @@ pub async fn run(
         security: opts.security.clone(),
     };
     let (control_tx, control_rx) = mpsc::channel(16);
-    let feed = live::LiveFeed::start(
+    let feed = crate::feed::LiveFeed::start(
         opts.live.clone(),
         &plan,
         &ctx.base_url,
@@ -373,7 +371,7 @@ pub async fn run(
         "overall",
         None,
         totals.duration,
-        &totals.counts,
+        &Tally::from(&totals.counts),
         &totals.bundle,
         &[],
     );
@@ -404,11 +402,11 @@ pub async fn run(
     summary.overall = Some(overall.clone());
     summary.finished_at = Some(UtcTime::now().rfc3339());
     summary.status = if interrupted {
-        "interrupted"
+        RunStatus::Interrupted
     } else if slo_aborted || agent_aborted {
-        "aborted"
+        RunStatus::Aborted
     } else {
-        "completed"
+        RunStatus::Completed
     };
     writer.send(WriterMsg::Summary(Box::new(summary.clone())));
     writer.finish()?;
@@ -433,7 +431,7 @@ pub async fn run(
         .analysis
         .findings
         .iter()
-        .any(|f| f.code == "accounting");
+        .any(|f| f.code == FindingCode::Accounting);
     if unaccounted {
         writeln!(
             out,
@@ -601,7 +599,7 @@ struct Session<'a> {
     /// Factor on the planned rate of steps whose rate was changed, by step number.
     step_scale: BTreeMap<usize, f64>,
     /// The live view: dashboard, watchers, Prometheus, alerts.
-    live: live::LiveFeed,
+    live: crate::feed::LiveFeed,
 }
 
 impl Session<'_> {
@@ -692,7 +690,7 @@ impl Session<'_> {
                         writeln!(out, "aborting: every agent is lost, none is left to run {}", step.name)?;
                         self.agent_aborted = true;
                         let why = "every agent is lost".to_string();
-                        self.record_agent_event((String::new(), String::new()), "abort", &step.name, why, run_start_us);
+                        self.record_agent_event((String::new(), String::new()), AgentEventKind::Abort, &step.name, why, run_start_us);
                         continue;
                     }
                     for e in std::mem::take(&mut self.rejoined_unplaced) {
@@ -778,7 +776,7 @@ impl Session<'_> {
                                     let rows = batch
                                         .records
                                         .iter()
-                                        .map(|r| RequestRow::of(r, &agg.plan.name, &id))
+                                        .map(|r| crate::rows::request_row(r, &agg.plan.name, &id))
                                         .collect();
                                     writer.send(WriterMsg::Requests(rows));
                                     Vec::new()
@@ -857,7 +855,7 @@ impl Session<'_> {
         self.rejoined_unplaced.push(self.summary.agent_events.len());
         self.record_agent_event(
             who,
-            "rejoined",
+            AgentEventKind::Rejoined,
             "",
             "handshake and workload done".into(),
             run_start_us,
@@ -921,7 +919,13 @@ impl Session<'_> {
             self.agents[i].hello.agent_id.clone(),
             self.agents[i].addr.clone(),
         );
-        self.record_agent_event(who, "lost", &step_name, why.to_string(), run_start_us);
+        self.record_agent_event(
+            who,
+            AgentEventKind::Lost,
+            &step_name,
+            why.to_string(),
+            run_start_us,
+        );
         let agent = &self.agents[i];
         // Best effort: an agent that still runs must not go on sending for a run that left it.
         let mut client = agent.client.clone();
@@ -941,7 +945,7 @@ impl Session<'_> {
                 self.agent_aborted = true;
                 let who = (agent.hello.agent_id.clone(), agent.addr.clone());
                 let why = "on_agent_lost = \"abort\"".to_string();
-                self.record_agent_event(who, "abort", &step_name, why, run_start_us);
+                self.record_agent_event(who, AgentEventKind::Abort, &step_name, why, run_start_us);
                 stop_all(self.reachable(), &self.ctx.run_id).await;
             }
         } else {
@@ -953,7 +957,7 @@ impl Session<'_> {
     fn record_agent_event(
         &mut self,
         (agent, addr): (String, String),
-        event: &str,
+        event: AgentEventKind,
         step: &str,
         detail: String,
         run_start_us: i64,
@@ -963,7 +967,7 @@ impl Session<'_> {
             at: UtcTime::now().rfc3339(),
             agent,
             addr,
-            event: event.to_string(),
+            event,
             step: step.to_string(),
             detail,
         });
@@ -1116,7 +1120,7 @@ impl Session<'_> {
             &p.stage_name,
             Some(&p.load),
             p.duration,
-            &agg.counts,
+            &Tally::from(&agg.counts),
             &agg.bundle,
             &p.checks,
         );
@@ -1162,11 +1166,14 @@ impl Session<'_> {
                     completed: merged.completed,
                     failed: merged.failed,
                     cancelled: merged.cancelled,
-                    reported: agg.agent_totals[i].as_ref().map(ReportedCounts::from),
+                    reported: agg.agent_totals[i]
+                        .as_ref()
+                        .map(|c| ReportedCounts::from(&Tally::from(c))),
                     end: match &agg.ends[i] {
-                        AgentEnd::Done => "done".into(),
-                        AgentEnd::Failed(why) | AgentEnd::Absent(why) => why.clone(),
-                        AgentEnd::Running => "running".into(),
+                        AgentEnd::Done => ShareEnd::Done,
+                        AgentEnd::Failed(why) => ShareEnd::Failed(why.clone()),
+                        AgentEnd::Absent(why) => ShareEnd::Absent(why.clone()),
+                        AgentEnd::Running => ShareEnd::Running,
                     },
                     coalesced_intervals: agg.backlog[i].0,
                     records_dropped: agg.backlog[i].1,
@@ -1318,7 +1325,7 @@ fn emit_interval(
     offered: Option<f64>,
     step_start_s: f64,
     writer: &ResultsWriter,
-    live: &mut live::LiveFeed,
+    live: &mut crate::feed::LiveFeed,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
     for note in &m.resources.notes {
@@ -1327,7 +1334,7 @@ fn emit_interval(
     if !m.resources.rows.is_empty() {
         writer.send(WriterMsg::Resources(m.resources.rows.clone()));
     }
-    let row = TimeseriesRow::of(m, step, offered, step_start_s);
+    let row = crate::rows::timeseries_row(m, step, offered, step_start_s);
     for line in live.interval(m, &row, writer) {
         writeln!(out, "{line}")?;
     }

@@ -6,11 +6,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
-use stampede_agent::workload::WorkloadEngine;
-use stampede_common::metrics::{HistogramBundle, MetricsError};
+use stampede_common::metrics::{HistogramBundle, MetricsError, Tally};
 use stampede_common::plan::{Load, Plan};
 use stampede_common::proto::{ClassReport, Counts, LoadWorkloadRequest};
 use stampede_common::workload::WorkloadSpec;
+use stampede_workload::WorkloadEngine;
 
 use crate::pool::AgentHandle;
 use crate::summary::StageSummary;
@@ -155,7 +155,15 @@ pub fn class_summaries(
         .enumerate()
         .map(|(i, (name, weight))| {
             let (counts, bundle) = classes.get(i).unwrap_or(&empty);
-            let mut s = StageSummary::compute(name, step, load, duration, counts, bundle, &[]);
+            let mut s = StageSummary::compute(
+                name,
+                step,
+                load,
+                duration,
+                &Tally::from(counts),
+                bundle,
+                &[],
+            );
             s.offered_qps = s.offered_qps.map(|q| q * weight);
             s
         })

@@ -1,5 +1,6 @@
 //! Helpers for end-to-end tests: start the real binaries, kill them on drop, read results.
-
+// std's Instant on purpose: it waits on real processes, which paused time cannot stand in for.
+#![allow(clippy::disallowed_types)]
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};

@@ -9,7 +9,6 @@ pub mod sse;
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures_util::StreamExt;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use stampede_common::plan::ApiKind;
@@ -36,19 +35,7 @@ pub struct ClientConfig {
     pub total_timeout: Duration,
 }
 
-/// A request body built ahead of its send time.
-#[derive(Debug, Clone)]
-pub struct PreparedRequest {
-    pub id: u64,
-    pub body: Bytes,
-    pub input_tokens: u32,
-    pub max_tokens: u32,
-    pub ignore_eos: bool,
-    /// The workload's request class.
-    pub class: u32,
-    /// Keep the answer's text on the timeline (a multi-turn session's next turn needs it).
-    pub capture_text: bool,
-}
+pub use stampede_workload::PreparedRequest;
 
 /// A client could not be built from its configuration.
 #[derive(Debug, thiserror::Error)]

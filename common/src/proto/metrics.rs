@@ -5,7 +5,7 @@ use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 
 use super::{Counts, Histograms};
-use crate::metrics::{HistogramBundle, MetricsError, new_histogram};
+use crate::metrics::{HistogramBundle, MetricsError, Tally, new_histogram};
 use crate::timeline::{ErrorClass, RequestTimeline};
 
 impl HistogramBundle {
@@ -124,5 +124,77 @@ impl std::ops::AddAssign<&Counts> for Counts {
         for (class, n) in &o.errors {
             *self.errors.entry(class.clone()).or_default() += n;
         }
+    }
+}
+
+impl From<&Counts> for Tally {
+    fn from(c: &Counts) -> Self {
+        Tally {
+            sent: c.sent,
+            completed: c.completed,
+            failed: c.failed,
+            timeouts: c.timeouts,
+            abnormal: c.abnormal,
+            dropped: c.dropped,
+            cancelled: c.cancelled,
+            good: c.good,
+            input_tokens: c.input_tokens,
+            output_tokens: c.output_tokens,
+            server_input_tokens: c.server_input_tokens,
+            server_input_requests: c.server_input_requests,
+            content_chunks: c.content_chunks,
+            errors: c.errors.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+        }
+    }
+}
+
+impl From<&Tally> for Counts {
+    fn from(t: &Tally) -> Self {
+        Counts {
+            sent: t.sent,
+            completed: t.completed,
+            failed: t.failed,
+            timeouts: t.timeouts,
+            abnormal: t.abnormal,
+            dropped: t.dropped,
+            cancelled: t.cancelled,
+            good: t.good,
+            input_tokens: t.input_tokens,
+            output_tokens: t.output_tokens,
+            server_input_tokens: t.server_input_tokens,
+            server_input_requests: t.server_input_requests,
+            content_chunks: t.content_chunks,
+            errors: t.errors.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_tally_convert_both_ways_without_loss() {
+        let mut c = Counts {
+            sent: 1,
+            completed: 2,
+            failed: 3,
+            timeouts: 4,
+            abnormal: 5,
+            dropped: 6,
+            cancelled: 7,
+            good: 8,
+            input_tokens: 9,
+            output_tokens: 10,
+            server_input_tokens: 11,
+            server_input_requests: 12,
+            content_chunks: 13,
+            ..Default::default()
+        };
+        c.errors.insert("http_5xx".into(), 14);
+        c.errors.insert("timeout".into(), 15);
+        let t = Tally::from(&c);
+        assert_eq!(t.errors["timeout"], 15);
+        assert_eq!(Counts::from(&t), c);
     }
 }
