@@ -282,9 +282,7 @@ pub async fn run(
             "control: controller set-qps --control {bound} <qps|+|-|scale F>"
         )?;
     }
-    let programs = plan
-        .programs()
-        .map_err(|e| anyhow::anyhow!("{}: {e}", opts.plan.display()))?;
+    let programs = plan.programs();
     let (rejoin_tx, rejoin_rx) = mpsc::unbounded_channel();
     let mut session = Session {
         ctx: &ctx,
