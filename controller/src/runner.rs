@@ -150,7 +150,7 @@ pub async fn run(
     // returns the error, so the run exits 1 naming it.
     let writer = ResultsWriter::create(dir.clone(), &plan.redacted_toml(), interrupt.clone())?;
 
-    let target = resolve(&plan.target, &dir, opts.time_scale).await?;
+    let target = resolve(&plan.target, &opts.plan, &dir, opts.time_scale).await?;
     let pre = preflight(
         &target.base_url,
         plan.target.model.as_deref(),

@@ -54,47 +54,11 @@ impl fmt::Display for PlanError {
 
 /// Locates a byte span of `text`: its line and column, and the field written there.
 pub(crate) fn issue_at(text: &str, span: &Range<usize>, message: &str) -> PlanIssue {
-    let start = span.start.min(text.len());
-    let before = &text[..start];
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let column = text[line_start..start].chars().count() + 1;
+    let at = stampede_text::locate(text, span.start);
     PlanIssue {
-        line,
-        column,
-        field: field_at(text, line_start, start),
+        line: at.line,
+        column: at.column,
+        field: at.field,
         message: message.to_string(),
-    }
-}
-
-/// The dotted field at a position: the key on its line (when the position is in the value or
-/// the key), prefixed by the table header above it.
-fn field_at(text: &str, line_start: usize, pos: usize) -> Option<String> {
-    let line_end = text[line_start..]
-        .find('\n')
-        .map_or(text.len(), |i| line_start + i);
-    let line = &text[line_start..line_end];
-    let key = line.split_once('=').and_then(|(k, _)| {
-        let k = k.trim();
-        (!k.is_empty() && !k.starts_with('[') && !k.starts_with('#')).then(|| k.to_string())
-    });
-    let mut table: Option<String> = None;
-    let mut stage_count = 0usize;
-    for l in text[..pos.min(line_end)].lines() {
-        let t = l.trim();
-        if t.starts_with("[[stage]]") {
-            table = Some(format!("stage[{stage_count}]"));
-            stage_count += 1;
-        } else if let Some(h) = t.strip_prefix("[[").and_then(|h| h.split("]]").next()) {
-            table = Some(h.trim().to_string());
-        } else if let Some(h) = t.strip_prefix('[').and_then(|h| h.split(']').next()) {
-            table = Some(h.trim().to_string());
-        }
-    }
-    match (table, key) {
-        (Some(t), Some(k)) => Some(format!("{t}.{k}")),
-        (None, Some(k)) => Some(k),
-        (Some(t), None) => Some(t),
-        (None, None) => None,
     }
 }
