@@ -34,6 +34,23 @@ impl fmt::Display for WorkloadError {
     }
 }
 
+/// Builds the errors of one file named by one plan field.
+struct FileErrors<'a> {
+    path: &'a Path,
+    field: &'a str,
+}
+
+impl FileErrors<'_> {
+    fn at(&self, line: Option<usize>, message: String) -> WorkloadError {
+        WorkloadError {
+            file: self.path.to_path_buf(),
+            line,
+            field: Some(self.field.to_string()),
+            message,
+        }
+    }
+}
+
 /// Reads an empirical length distribution: one number per line (blank lines and `#` comments
 /// skipped), or a column of a CSV (with a header) or JSONL file.
 ///
@@ -44,83 +61,90 @@ pub fn read_lengths(
     column: Option<&str>,
     field: &str,
 ) -> Result<Vec<u32>, WorkloadError> {
-    let err = |line: Option<usize>, message: String| WorkloadError {
-        file: path.to_path_buf(),
-        line,
-        field: Some(field.to_string()),
-        message,
-    };
+    let err = FileErrors { path, field };
     let text = std::fs::read_to_string(path)
-        .map_err(|e| err(None, format!("cannot read the lengths: {e}")))?;
-    let parse = |line: usize, s: &str| -> Result<u32, WorkloadError> {
-        let s = s.trim();
-        s.parse::<f64>()
-            .ok()
-            .filter(|v| v.is_finite() && *v >= 1.0 && *v <= f64::from(MAX_TOKENS))
-            .map(|v| v.round() as u32)
-            .ok_or_else(|| {
-                err(
-                    Some(line),
-                    format!("expected a token count between 1 and {MAX_TOKENS}, got {s:?}"),
-                )
-            })
-    };
+        .map_err(|e| err.at(None, format!("cannot read the lengths: {e}")))?;
     let mut out = Vec::new();
-    match (column, is_jsonl(path)) {
-        (Some(col), true) => {
-            for (i, line) in text.lines().enumerate() {
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let v: Value = serde_json::from_str(line)
-                    .map_err(|e| err(Some(i + 1), format!("not JSON: {e}")))?;
-                let cell = v
-                    .get(col)
-                    .ok_or_else(|| err(Some(i + 1), format!("no field {col:?}")))?;
-                out.push(parse(i + 1, &cell.to_string().replace('"', ""))?);
-            }
-        }
-        (Some(col), false) => {
-            let mut r = csv::ReaderBuilder::new()
-                .flexible(true)
-                .from_reader(text.as_bytes());
-            let headers = r
-                .headers()
-                .map_err(|e| err(Some(1), format!("cannot read the header: {e}")))?
-                .clone();
-            let idx = headers.iter().position(|h| h == col).ok_or_else(|| {
-                err(
-                    Some(1),
-                    format!(
-                        "no column {col:?}; the header has {}",
-                        headers.iter().collect::<Vec<_>>().join(", ")
-                    ),
-                )
+    let mut push = |line: usize, s: &str| -> Result<(), WorkloadError> {
+        let s = s.trim();
+        let n = (s.parse::<f64>().ok())
+            .filter(|v| v.is_finite() && *v >= 1.0 && *v <= f64::from(MAX_TOKENS))
+            .ok_or_else(|| {
+                let message =
+                    format!("expected a token count between 1 and {MAX_TOKENS}, got {s:?}");
+                err.at(Some(line), message)
             })?;
-            for rec in r.records() {
-                let rec =
-                    rec.map_err(|e| err(e.position().map(|p| p.line() as usize), e.to_string()))?;
-                let line = rec.position().map_or(0, |p| p.line() as usize);
-                let cell = rec
-                    .get(idx)
-                    .ok_or_else(|| err(Some(line), format!("the row has no {col:?} cell")))?;
-                out.push(parse(line, cell)?);
-            }
-        }
+        // In range 1..=MAX_TOKENS just above, so the rounded value fits a u32.
+        out.push(n.round() as u32);
+        Ok(())
+    };
+    match (column, is_jsonl(path)) {
+        (Some(col), true) => jsonl_column(&text, col, &err, &mut push)?,
+        (Some(col), false) => csv_column(&text, col, &err, &mut push)?,
         (None, _) => {
             for (i, line) in text.lines().enumerate() {
                 let t = line.trim();
-                if t.is_empty() || t.starts_with('#') {
-                    continue;
+                if !(t.is_empty() || t.starts_with('#')) {
+                    push(i + 1, t)?;
                 }
-                out.push(parse(i + 1, t)?);
             }
         }
     }
     if out.is_empty() {
-        return Err(err(None, "the file holds no length".into()));
+        return Err(err.at(None, "the file holds no length".into()));
     }
     Ok(out)
+}
+
+/// Hands each JSONL line's `col` field to `push`, with its line.
+fn jsonl_column(
+    text: &str,
+    col: &str,
+    err: &FileErrors<'_>,
+    push: &mut dyn FnMut(usize, &str) -> Result<(), WorkloadError>,
+) -> Result<(), WorkloadError> {
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: Value = serde_json::from_str(line)
+            .map_err(|e| err.at(Some(i + 1), format!("not JSON: {e}")))?;
+        let cell = (v.get(col)).ok_or_else(|| err.at(Some(i + 1), format!("no field {col:?}")))?;
+        push(i + 1, &cell.to_string().replace('"', ""))?;
+    }
+    Ok(())
+}
+
+/// Hands each CSV row's `col` cell to `push`, with its line.
+fn csv_column(
+    text: &str,
+    col: &str,
+    err: &FileErrors<'_>,
+    push: &mut dyn FnMut(usize, &str) -> Result<(), WorkloadError>,
+) -> Result<(), WorkloadError> {
+    let mut r = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let headers = r
+        .headers()
+        .map_err(|e| err.at(Some(1), format!("cannot read the header: {e}")))?
+        .clone();
+    let idx = headers.iter().position(|h| h == col).ok_or_else(|| {
+        let names = headers.iter().collect::<Vec<_>>().join(", ");
+        err.at(
+            Some(1),
+            format!("no column {col:?}; the header has {names}"),
+        )
+    })?;
+    for rec in r.records() {
+        let rec =
+            rec.map_err(|e| err.at(e.position().map(|p| p.line() as usize), e.to_string()))?;
+        let line = rec.position().map_or(0, |p| p.line() as usize);
+        let cell = (rec.get(idx))
+            .ok_or_else(|| err.at(Some(line), format!("the row has no {col:?} cell")))?;
+        push(line, cell)?;
+    }
+    Ok(())
 }
 
 fn is_jsonl(path: &Path) -> bool {
@@ -135,12 +159,8 @@ fn is_jsonl(path: &Path) -> bool {
 /// # Errors
 /// When the file cannot be read or a row is malformed (with its line).
 pub fn read_var_rows(path: &Path, field: &str) -> Result<Vec<VarRow>, WorkloadError> {
-    let err = |line: Option<usize>, message: String| WorkloadError {
-        file: path.to_path_buf(),
-        line,
-        field: Some(field.to_string()),
-        message,
-    };
+    let errors = FileErrors { path, field };
+    let err = |line: Option<usize>, message: String| errors.at(line, message);
     let text = std::fs::read_to_string(path)
         .map_err(|e| err(None, format!("cannot read the variables: {e}")))?;
     let mut rows = Vec::new();
@@ -215,93 +235,113 @@ pub fn read_dataset(
     field: &str,
 ) -> Result<Vec<DatasetRow>, WorkloadError> {
     let path = dir.join(&d.file);
-    let err = |line: Option<usize>, f: &str, message: String| WorkloadError {
-        file: path.clone(),
-        line,
-        field: Some(if f.is_empty() {
-            field.to_string()
-        } else {
-            format!("{field}: {f}")
-        }),
-        message,
-    };
+    let err = DatasetErrors { path: &path, field };
     let text = std::fs::read_to_string(&path)
-        .map_err(|e| err(None, "", format!("cannot read the dataset: {e}")))?;
+        .map_err(|e| err.at(None, "", format!("cannot read the dataset: {e}")))?;
     let limit = d.limit.unwrap_or(usize::MAX);
-    let mut rows = Vec::new();
-    match dataset_format(d) {
-        DatasetFormat::Text => {
-            for (i, line) in text.lines().enumerate() {
-                if rows.len() >= limit {
-                    break;
-                }
-                if line.trim().is_empty() {
-                    continue;
-                }
-                rows.push(DatasetRow {
-                    line: (i + 1) as u32,
-                    messages: vec![user(line)],
-                });
-            }
-        }
-        DatasetFormat::Jsonl => {
-            for (i, line) in text.lines().enumerate() {
-                if rows.len() >= limit {
-                    break;
-                }
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let v: Value = serde_json::from_str(line)
-                    .map_err(|e| err(Some(i + 1), "", format!("not JSON: {e}")))?;
-                let messages =
-                    jsonl_row(&v, d.field.as_deref()).map_err(|(f, m)| err(Some(i + 1), &f, m))?;
-                rows.push(DatasetRow {
-                    line: (i + 1) as u32,
-                    messages,
-                });
-            }
-        }
-        DatasetFormat::Sharegpt => {
-            let trimmed = text.trim_start();
-            let items: Vec<(usize, Value)> = if trimmed.starts_with('[') {
-                let all: Vec<Value> = serde_json::from_str(&text).map_err(|e| {
-                    err(
-                        Some(e.line()),
-                        "",
-                        format!("not a JSON array of conversations: {e}"),
-                    )
-                })?;
-                all.into_iter()
-                    .enumerate()
-                    .map(|(i, v)| (i + 1, v))
-                    .collect()
+    let rows = match dataset_format(d) {
+        DatasetFormat::Text => text_rows(&text, limit),
+        DatasetFormat::Jsonl => jsonl_rows(&text, d.field.as_deref(), limit, &err)?,
+        DatasetFormat::Sharegpt => sharegpt_rows(&text, limit, &err)?,
+    };
+    if rows.is_empty() {
+        return Err(err.at(None, "", "the dataset holds no prompt".into()));
+    }
+    Ok(rows)
+}
+
+/// Builds the errors of a dataset: its file, and the plan field with the row's own field.
+struct DatasetErrors<'a> {
+    path: &'a Path,
+    field: &'a str,
+}
+
+impl DatasetErrors<'_> {
+    fn at(&self, line: Option<usize>, f: &str, message: String) -> WorkloadError {
+        WorkloadError {
+            file: self.path.to_path_buf(),
+            line,
+            field: Some(if f.is_empty() {
+                self.field.to_string()
             } else {
-                let mut v = Vec::new();
-                for (i, line) in text.lines().enumerate() {
-                    if line.trim().is_empty() {
-                        continue;
-                    }
-                    let item = serde_json::from_str(line)
-                        .map_err(|e| err(Some(i + 1), "", format!("not JSON: {e}")))?;
-                    v.push((i + 1, item));
-                }
-                v
-            };
-            for (row, v) in items {
-                if rows.len() >= limit {
-                    break;
-                }
-                let messages = sharegpt_row(&v).map_err(|(f, m)| err(Some(row), &f, m))?;
-                rows.push(DatasetRow {
-                    line: row as u32,
-                    messages,
-                });
-            }
+                format!("{}: {f}", self.field)
+            }),
+            message,
         }
     }
-    if rows.is_empty() {
-        return Err(err(None, "", "the dataset holds no prompt".into()));
+}
+
+/// One prompt per non-empty line.
+fn text_rows(text: &str, limit: usize) -> Vec<DatasetRow> {
+    (text.lines().enumerate())
+        .filter(|(_, line)| !line.trim().is_empty())
+        .take(limit)
+        .map(|(i, line)| DatasetRow {
+            line: (i + 1) as u32,
+            messages: vec![user(line)],
+        })
+        .collect()
+}
+
+/// One prompt per JSONL object: its `messages`, or its prompt field.
+fn jsonl_rows(
+    text: &str,
+    field: Option<&str>,
+    limit: usize,
+    err: &DatasetErrors<'_>,
+) -> Result<Vec<DatasetRow>, WorkloadError> {
+    let mut rows = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if rows.len() >= limit {
+            break;
+        }
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: Value = serde_json::from_str(line)
+            .map_err(|e| err.at(Some(i + 1), "", format!("not JSON: {e}")))?;
+        let messages = jsonl_row(&v, field).map_err(|(f, m)| err.at(Some(i + 1), &f, m))?;
+        rows.push(DatasetRow {
+            line: (i + 1) as u32,
+            messages,
+        });
+    }
+    Ok(rows)
+}
+
+/// One prompt per ShareGPT conversation, from a JSON array or one conversation per line.
+fn sharegpt_rows(
+    text: &str,
+    limit: usize,
+    err: &DatasetErrors<'_>,
+) -> Result<Vec<DatasetRow>, WorkloadError> {
+    let items: Vec<(usize, Value)> = if text.trim_start().starts_with('[') {
+        let all: Vec<Value> = serde_json::from_str(text).map_err(|e| {
+            let message = format!("not a JSON array of conversations: {e}");
+            err.at(Some(e.line()), "", message)
+        })?;
+        (all.into_iter().enumerate())
+            .map(|(i, v)| (i + 1, v))
+            .collect()
+    } else {
+        let mut v = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let item = serde_json::from_str(line)
+                .map_err(|e| err.at(Some(i + 1), "", format!("not JSON: {e}")))?;
+            v.push((i + 1, item));
+        }
+        v
+    };
+    let mut rows = Vec::new();
+    for (row, v) in items.into_iter().take(limit) {
+        let messages = sharegpt_row(&v).map_err(|(f, m)| err.at(Some(row), &f, m))?;
+        rows.push(DatasetRow {
+            line: row as u32,
+            messages,
+        });
     }
     Ok(rows)
 }

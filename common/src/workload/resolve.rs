@@ -6,6 +6,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
+use super::merged::Merged;
 use super::readers::{WorkloadError, read_dataset, read_lengths, read_var_rows};
 use super::schema::{ExactField, LengthPlan, MAX_TOKENS, WorkloadPlan};
 use super::spec::{ClassSpec, LengthDist, MultiTurnSpec, PrefixSpec, SourceSpec, WorkloadSpec};
@@ -30,80 +31,85 @@ impl WorkloadPlan {
         };
         let merged = self.merged();
         let total: f64 = merged.iter().map(|m| m.weight).sum();
-        let mut classes = Vec::with_capacity(merged.len());
-        for m in &merged {
-            let f = |name: &str| format!("{}.{name}", m.field);
-            let source = if let Some(d) = m.dataset {
-                SourceSpec::Dataset {
-                    name: d.file.display().to_string(),
-                    rows: read_dataset(dir, d, &f("dataset"))?,
-                    fit: d.fit,
-                }
-            } else if m.template.is_some() || m.template_text.is_some() {
-                let (name, text) = match (m.template, m.template_text) {
-                    (Some(p), _) => {
-                        let path = dir.join(p);
-                        let text = std::fs::read_to_string(&path).map_err(|e| WorkloadError {
-                            file: path.clone(),
-                            line: None,
-                            field: Some(f("template")),
-                            message: format!("cannot read the template: {e}"),
-                        })?;
-                        (p.display().to_string(), text)
-                    }
-                    (None, Some(t)) => (f("template_text"), t.clone()),
-                    (None, None) => unreachable!("checked just above"),
-                };
-                let vars = match m.vars {
-                    Some(t) => toml_to_json(t),
-                    None => Map::new(),
-                };
-                let (rows, rows_file) = match m.vars_file {
-                    Some(p) => (
-                        read_var_rows(&dir.join(p), &f("vars_file"))?,
-                        Some(p.display().to_string()),
-                    ),
-                    None => (Vec::new(), None),
-                };
-                SourceSpec::Template {
-                    name,
-                    text,
-                    vars,
-                    rows,
-                    rows_file,
-                }
-            } else {
-                SourceSpec::Synthetic
-            };
-            let fields = m.exact_output_fields;
-            classes.push(ClassSpec {
-                name: m.name.to_string(),
-                weight: if total > 0.0 { m.weight / total } else { 1.0 },
-                input_tokens: resolve_length(dir, m.input_tokens, &f("input_tokens"))?,
-                output_tokens: resolve_length(dir, m.output_tokens, &f("output_tokens"))?,
-                source,
-                unique: m.unique,
-                shared_prefix: m.shared_prefix.map(|p| PrefixSpec {
-                    count: p.count,
-                    tokens: p.tokens,
-                    fraction: p.fraction.0,
-                }),
-                multi_turn: m.multi_turn.map(|t| MultiTurnSpec {
-                    turns: t.turns,
-                    think_time_us: crate::units::micros(t.think_time.0),
-                }),
-                ignore_eos: m.ignore_eos,
-                send_ignore_eos: m.ignore_eos && fields.contains(&ExactField::IgnoreEos),
-                send_min_tokens: m.ignore_eos && fields.contains(&ExactField::MinTokens),
-                extra_body: m.extra_body.map(toml_to_json).unwrap_or_default(),
-            });
-        }
+        let classes = (merged.iter())
+            .map(|m| class_spec(dir, m, total))
+            .collect::<Result<_, _>>()?;
         Ok(WorkloadSpec {
             tokenizer: self.tokenizer.clone(),
             tokenizer_json,
             classes,
         })
     }
+}
+
+/// One class, its files read; `total`: the sum of the classes' weights.
+fn class_spec(dir: &Path, m: &Merged<'_>, total: f64) -> Result<ClassSpec, WorkloadError> {
+    let f = |name: &str| format!("{}.{name}", m.field);
+    // The source first: the first file that cannot be used is the one reported.
+    let source = source_spec(dir, m)?;
+    let fields = m.exact_output_fields;
+    Ok(ClassSpec {
+        name: m.name.to_string(),
+        weight: if total > 0.0 { m.weight / total } else { 1.0 },
+        input_tokens: resolve_length(dir, m.input_tokens, &f("input_tokens"))?,
+        output_tokens: resolve_length(dir, m.output_tokens, &f("output_tokens"))?,
+        source,
+        unique: m.unique,
+        shared_prefix: m.shared_prefix.map(|p| PrefixSpec {
+            count: p.count,
+            tokens: p.tokens,
+            fraction: p.fraction.0,
+        }),
+        multi_turn: m.multi_turn.map(|t| MultiTurnSpec {
+            turns: t.turns,
+            think_time_us: crate::units::micros(t.think_time.0),
+        }),
+        ignore_eos: m.ignore_eos,
+        send_ignore_eos: m.ignore_eos && fields.contains(&ExactField::IgnoreEos),
+        send_min_tokens: m.ignore_eos && fields.contains(&ExactField::MinTokens),
+        extra_body: m.extra_body.map(toml_to_json).unwrap_or_default(),
+    })
+}
+
+/// Where a class's prompts come from: its dataset, its template (with variables), or
+/// synthetic text.
+fn source_spec(dir: &Path, m: &Merged<'_>) -> Result<SourceSpec, WorkloadError> {
+    let f = |name: &str| format!("{}.{name}", m.field);
+    if let Some(d) = m.dataset {
+        return Ok(SourceSpec::Dataset {
+            name: d.file.display().to_string(),
+            rows: read_dataset(dir, d, &f("dataset"))?,
+            fit: d.fit,
+        });
+    }
+    let (name, text) = match (m.template, m.template_text) {
+        (Some(p), _) => {
+            let path = dir.join(p);
+            let text = std::fs::read_to_string(&path).map_err(|e| WorkloadError {
+                file: path.clone(),
+                line: None,
+                field: Some(f("template")),
+                message: format!("cannot read the template: {e}"),
+            })?;
+            (p.display().to_string(), text)
+        }
+        (None, Some(t)) => (f("template_text"), t.clone()),
+        (None, None) => return Ok(SourceSpec::Synthetic),
+    };
+    let (rows, rows_file) = match m.vars_file {
+        Some(p) => (
+            read_var_rows(&dir.join(p), &f("vars_file"))?,
+            Some(p.display().to_string()),
+        ),
+        None => (Vec::new(), None),
+    };
+    Ok(SourceSpec::Template {
+        name,
+        text,
+        vars: m.vars.map(toml_to_json).unwrap_or_default(),
+        rows,
+        rows_file,
+    })
 }
 
 /// A TOML table as JSON (dates become strings).

@@ -24,14 +24,14 @@ pub fn locate(text: &str, offset: usize) -> Location {
     Location {
         line: before.matches('\n').count() + 1,
         column: text[line_start..start].chars().count() + 1,
-        field: field_at(text, line_start, start),
+        field: field_at(text, line_start),
     }
 }
 
-/// The dotted field at a position: the key on its line (when the position is in the value or
-/// the key), prefixed by the table header above it; the n-th table of an array of tables
-/// (`[[stage]]`) is named with its index, `stage[n]`.
-fn field_at(text: &str, line_start: usize, pos: usize) -> Option<String> {
+/// The dotted field of the line starting at `line_start`: its key, prefixed by the table header
+/// above it (or on it); the n-th table of an array of tables (`[[stage]]`) is named with its
+/// index, `stage[n]`.
+fn field_at(text: &str, line_start: usize) -> Option<String> {
     let line_end = text[line_start..]
         .find('\n')
         .map_or(text.len(), |i| line_start + i);
@@ -42,7 +42,8 @@ fn field_at(text: &str, line_start: usize, pos: usize) -> Option<String> {
     });
     let mut table: Option<String> = None;
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-    for l in text[..pos.min(line_end)].lines() {
+    // Up to the end of the position's line: a header on that very line is its table.
+    for l in text[..line_end].lines() {
         let t = l.trim();
         if let Some(h) = t.strip_prefix("[[").and_then(|h| h.split("]]").next()) {
             let name = h.trim().to_string();
@@ -77,6 +78,7 @@ mod tests {
         assert_eq!(at("name", 0), (1, 1, field("name")));
         assert_eq!(at("\"5 parsecs", 0), (3, 8, field("target.sim.ttft")));
         assert_eq!(at("\"1s", 0), (5, 6, field("target.sim.faults[0].at")));
+        assert_eq!(at("[[target", 1), (6, 1, field("target.sim.faults[1]")));
         assert_eq!(at("\"x\"", 1), (7, 6, field("target.sim.faults[1].at")));
         assert_eq!(at("1\n", 0), (9, 7, field("stage[0].qps")));
         assert_eq!(locate(text, usize::MAX).line, 10);
