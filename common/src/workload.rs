@@ -19,7 +19,7 @@
 //! - `schema`: `[workload]` as written; `merged`: each class with the defaults filled in;
 //! - `checks`: [`WorkloadPlan::problems`];
 //! - `resolve`: [`WorkloadPlan::resolve`]; `readers`: the files' readers;
-//! - `spec`: the [`WorkloadSpec`] agents receive, versioned on the wire.
+//! - `spec`: the [`WorkloadSpec`] agents receive; `wire`: its JSON, versioned, checked by agents.
 
 mod checks;
 mod merged;
@@ -29,6 +29,7 @@ mod schema;
 mod spec;
 #[cfg(test)]
 mod tests;
+mod wire;
 
 pub use checks::WorkloadProblem;
 pub use readers::{
@@ -43,3 +44,4 @@ pub use spec::{
     ChatMessage, ClassSpec, DatasetRow, LengthDist, MultiTurnSpec, PrefixSpec, SourceSpec, VarRow,
     WorkloadSpec,
 };
+pub use wire::{SpecWireError, WORKLOAD_SPEC_VERSION};
