@@ -426,3 +426,109 @@ fn a_sweep_cannot_also_be_a_soak() {
         .collect();
     assert_eq!(fields, ["soak"]);
 }
+
+#[test]
+fn each_way_of_writing_a_stage_resolves_to_its_driver() {
+    let ms = Duration::from_millis;
+    let table = [
+        (
+            "qps = 5\nduration = \"10s\"",
+            StageDriver::Rate {
+                qps: 5.0,
+                duration: secs(10),
+            },
+        ),
+        (
+            "concurrency = 3\nduration = \"1m30s\"",
+            StageDriver::Users {
+                concurrency: 3,
+                duration: secs(90),
+            },
+        ),
+        (
+            "steps = { concurrency = [1, 2], each = \"1s\" }",
+            StageDriver::Steps {
+                levels: Levels::Users(vec![1, 2]),
+                each: secs(1),
+            },
+        ),
+        (
+            "qps = 2\nsweep = { output_tokens = [8], each = \"500ms\" }",
+            StageDriver::Sweep {
+                param: SweepParam::OutputTokens {
+                    load: BaseLoad::Rate(2.0),
+                    values: vec![8],
+                },
+                each: ms(500),
+            },
+        ),
+        (
+            "sweep = { concurrency = [4], each = \"1s\" }",
+            StageDriver::Sweep {
+                param: SweepParam::Concurrency(vec![4]),
+                each: secs(1),
+            },
+        ),
+    ];
+    assert_resolves(&table);
+}
+
+#[test]
+fn each_way_of_timing_a_stage_resolves_to_its_driver() {
+    let table = [
+        (
+            "ramp = { from = 1, to = 3 }\nduration = \"5s\"",
+            StageDriver::Ramp {
+                from: 1.0,
+                to: 3.0,
+                duration: secs(5),
+            },
+        ),
+        (
+            "spike = { base = 1, burst = 9, base_duration = \"2s\", burst_duration = \"1s\" }",
+            StageDriver::Spike {
+                base: 1.0,
+                burst: 9.0,
+                base_duration: secs(2),
+                burst_duration: secs(1),
+            },
+        ),
+        (
+            "concurrency = 2\nduration = \"1h\"\nsoak = { checkpoint = \"10m\" }",
+            StageDriver::Soak {
+                load: BaseLoad::Users(2),
+                duration: secs(3600),
+                checkpoint: secs(600),
+            },
+        ),
+        (
+            "limits = { concurrency = [2, 8], each = \"3s\" }",
+            StageDriver::Limits {
+                param: LimitParam::Concurrency { from: 2, to: 8 },
+                factor: 2.0,
+                each: secs(3),
+            },
+        ),
+    ];
+    assert_resolves(&table);
+}
+
+#[test]
+fn a_resolved_stage_keeps_its_modifiers_and_lengths() {
+    let ms = Duration::from_millis;
+    let s = stage("concurrency = 2\nduration = \"1s\"\nwarmup = \"2s\"\ncooldown = \"3s\"\ninput_tokens = 7\nthink_time = \"5ms\"")
+        .resolve(&defaults(&[]))
+        .unwrap();
+    assert_eq!((s.warmup, s.cooldown), (Some(secs(2)), Some(secs(3))));
+    assert_eq!(
+        (s.input_tokens, s.output_tokens, s.think_time),
+        (7, 10, ms(5))
+    );
+}
+
+fn assert_resolves(table: &[(&str, StageDriver)]) {
+    for (text, want) in table {
+        let s = stage(text).resolve(&defaults(&[])).unwrap();
+        assert_eq!(&s.driver, want, "{text}");
+    }
+}
