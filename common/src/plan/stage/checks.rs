@@ -7,7 +7,7 @@ use super::raw::{
     ArrivalPlan, LimitsPlan, OneOrMany, SearchPlan, SoakPlan, SpikePlan, StagePlan, StepsPlan,
     SweepPlan, TracePlan,
 };
-use crate::plan::{SloCheck, parse_slo};
+use crate::plan::slo::{SloCheck, parse_slo};
 use crate::trace::{TraceEntry, read_trace};
 
 /// What a stage with no driver is told.

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::plan::SloCheck;
+use crate::plan::slo::SloCheck;
 use crate::schedule::ArrivalKind;
 use crate::trace::TraceEntry;
 

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use crate::plan::{Concurrency, Qps, TokenCount};
+use crate::plan::values::{Concurrency, Qps, TokenCount};
 use crate::units::{Fraction, HumanDuration};
 
 /// Spacing of open-loop arrivals.

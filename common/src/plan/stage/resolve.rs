@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::checks::{NO_DRIVER, Problems, check_limits, check_spike, check_steps, check_trace};
 use super::driver::{BaseLoad, Levels, LimitParam, Stage, StageDriver, SweepParam};
 use super::raw::{ArrivalPlan, OneOrMany, StagePlan};
-use crate::plan::{SloCheck, parse_slo};
+use crate::plan::slo::{SloCheck, parse_slo};
 use crate::schedule::ArrivalKind;
 use crate::trace::TraceEntry;
 
@@ -181,7 +181,7 @@ impl StagePlan {
 
     fn sweep_driver(&self) -> Option<StageDriver> {
         let s = self.sweep.as_ref()?;
-        let values = |v: &Vec<crate::plan::TokenCount>| v.iter().map(|t| t.0).collect();
+        let values = |v: &Vec<crate::plan::values::TokenCount>| v.iter().map(|t| t.0).collect();
         let param = match (&s.input_tokens, &s.output_tokens, &s.concurrency) {
             (Some(v), _, _) => SweepParam::InputTokens {
                 load: self.base_load()?,

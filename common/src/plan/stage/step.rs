@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::plan::SloCheck;
+use crate::plan::slo::SloCheck;
 use crate::schedule::ArrivalKind;
 use crate::trace::TraceEntry;
 
