@@ -557,8 +557,7 @@ fn the_plan_in_the_configmap_is_a_valid_plan_for_a_remote_target() {
     let text = plan_text(&docs);
     let plan = stampede_common::plan::Plan::parse(&text, Path::new("plan-configmap.yaml"))
         .unwrap_or_else(|e| panic!("the plan in plan-configmap.yaml is not valid:\n{e}"));
-    plan.programs()
-        .unwrap_or_else(|e| panic!("the plan's stages cannot run: {e}"));
+    assert!(!plan.programs().is_empty(), "the plan has stages to run");
     let url = plan
         .target
         .base_url

@@ -223,6 +223,12 @@ fn a_bad_plan_names_the_file_line_and_field() {
             "stage[0].qps",
         ),
         ("name = \"x\"\n", "plan.toml", "stage"),
+        // The simulator's settings are reported at the plan's line too, not at its sim.toml.
+        (
+            "name = \"x\"\n[target.sim]\nttft = \"5 parsecs\"\n[[stage]]\nname = \"a\"\nqps = 5\nduration = \"1s\"\n",
+            "plan.toml:3:8",
+            "target.sim.ttft",
+        ),
     ];
     for (text_in, line, field) in cases {
         let path = ws.write_plan(text_in);

@@ -25,9 +25,11 @@ pub mod proto;
 pub mod remote;
 pub mod schedule;
 pub mod server_metrics;
-pub mod stage;
 #[cfg(feature = "wire")]
 pub mod timeline;
 pub mod trace;
 pub mod units;
 pub mod workload;
+
+/// `crate::stage` as before the stage code moved under the plan.
+pub use plan::stage;

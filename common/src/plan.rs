@@ -3,179 +3,42 @@
 //!
 //! Parsing happens in two passes. Serde with `deny_unknown_fields` rejects unknown keys and
 //! ill-typed values (a bad duration, a negative rate) and toml reports where; then
-//! [`Plan::validate`] checks what spans several fields and returns every problem at once.
+//! [`Plan::parse`] checks what spans several fields, returns every problem at once, and keeps
+//! each stage in its validated form ([`Stage`], whose driver is one enum variant), from which
+//! [`Plan::programs`] expands the steps.
+//!
+//! - `issue`: [`PlanIssue`] and [`PlanError`], located by line, column and field;
+//! - `target`: `[target]`; `values`: token counts, rates and users; `slo`: thresholds;
+//! - [`stage`]: a `[[stage]]` as written, validated and expanded; [`monitor`]: `[monitor]`.
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use crate::metrics::METRIC_NAMES;
-pub use crate::stage::{
-    ArrivalPlan, Load, StageDefaults, StagePlan, StageProgram, StepKind, StepPlan, StepsPlan,
-};
-use crate::units::{HumanDuration, parse_duration, parse_fraction};
+use crate::units::HumanDuration;
 
+mod issue;
 pub mod monitor;
+mod slo;
+pub mod stage;
+mod target;
+mod values;
+
 pub use crate::workload::WorkloadPlan;
+pub(crate) use issue::issue_at;
+pub use issue::{PlanError, PlanIssue};
 pub use monitor::MonitorPlan;
-
-/// One problem found in a plan, located in its source.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlanIssue {
-    /// 1-based line and column; 0 when the problem concerns the whole file.
-    pub line: usize,
-    pub column: usize,
-    /// The dotted path of the field, such as `stage[2].qps`, when known.
-    pub field: Option<String>,
-    pub message: String,
-}
-
-/// A plan that could not be read, parsed or validated: every problem found, with the file.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct PlanError {
-    pub file: PathBuf,
-    pub issues: Vec<PlanIssue>,
-}
-
-impl fmt::Display for PlanError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, issue) in self.issues.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{}", self.file.display())?;
-            if issue.line > 0 {
-                write!(f, ":{}:{}", issue.line, issue.column)?;
-            }
-            write!(f, ": ")?;
-            if let Some(field) = &issue.field {
-                write!(f, "{field}: ")?;
-            }
-            write!(f, "{}", issue.message)?;
-        }
-        Ok(())
-    }
-}
-
-/// Which OpenAI endpoint requests go to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum ApiKind {
-    /// `/chat/completions` with a `messages` array.
-    #[default]
-    Chat,
-    /// `/completions` with a `prompt` string.
-    Completions,
-}
-
-/// The service under test. With no `base_url`, the built-in simulator is started.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TargetPlan {
-    /// Everything before `/chat/completions`, such as `http://127.0.0.1:8000/v1`.
-    pub base_url: Option<String>,
-    #[serde(default)]
-    pub api: ApiKind,
-    /// The model name sent with each request; by default the first one `/models` lists.
-    pub model: Option<String>,
-    /// A bearer token; `${VAR}` is read from the environment. Never written to results.
-    pub api_key: Option<String>,
-    #[serde(default = "default_true")]
-    pub stream: bool,
-    /// Total time a request may take.
-    #[serde(default = "default_timeout")]
-    pub timeout: HumanDuration,
-    #[serde(default = "default_connect_timeout")]
-    pub connect_timeout: HumanDuration,
-    /// Time allowed until the first content token; by default the total timeout.
-    pub first_token_timeout: Option<HumanDuration>,
-    /// Longest gap allowed between two chunks of a response, once content flows: a server that
-    /// trickles a byte a minute cannot hold a request until the total timeout.
-    pub idle_timeout: Option<HumanDuration>,
-    /// Settings for the built-in simulator, passed to `sim --config` when no base_url is given.
-    pub sim: Option<toml::Table>,
-}
-
-impl Default for TargetPlan {
-    fn default() -> Self {
-        TargetPlan {
-            base_url: None,
-            api: ApiKind::default(),
-            model: None,
-            api_key: None,
-            stream: true,
-            timeout: default_timeout(),
-            connect_timeout: default_connect_timeout(),
-            first_token_timeout: None,
-            idle_timeout: None,
-            sim: None,
-        }
-    }
-}
-
-fn default_true() -> bool {
-    true
-}
-fn default_timeout() -> HumanDuration {
-    HumanDuration(Duration::from_secs(120))
-}
-fn default_connect_timeout() -> HumanDuration {
-    HumanDuration(Duration::from_secs(10))
-}
-
-/// A positive number of tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct TokenCount(pub u32);
-
-impl<'de> Deserialize<'de> for TokenCount {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let n = i64::deserialize(d)?;
-        match u32::try_from(n) {
-            Ok(v) if (1..=1 << 20).contains(&v) => Ok(TokenCount(v)),
-            _ => Err(serde::de::Error::custom(format!(
-                "expected a token count between 1 and 1048576, got {n}"
-            ))),
-        }
-    }
-}
-
-/// A request rate: positive and finite.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Qps(pub f64);
-
-impl<'de> Deserialize<'de> for Qps {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = f64::deserialize(d)?;
-        if v.is_finite() && v > 0.0 && v <= 1e6 {
-            Ok(Qps(v))
-        } else {
-            Err(serde::de::Error::custom(format!(
-                "expected a rate in requests per second, above 0 and at most 1000000, got {v}"
-            )))
-        }
-    }
-}
-
-/// A number of concurrent users: at least 1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Concurrency(pub u32);
-
-impl<'de> Deserialize<'de> for Concurrency {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let n = i64::deserialize(d)?;
-        match u32::try_from(n) {
-            Ok(v) if (1..=100_000).contains(&v) => Ok(Concurrency(v)),
-            _ => Err(serde::de::Error::custom(format!(
-                "expected a concurrency between 1 and 100000, got {n}"
-            ))),
-        }
-    }
-}
+pub(crate) use slo::parse_slo;
+pub use slo::{Bound, RATE_SLOS, STATS, SloCheck, THROUGHPUT_SLOS};
+pub use stage::{
+    ArrivalPlan, Load, Stage, StageDefaults, StageDriver, StagePlan, StageProgram, StepKind,
+    StepPlan, StepsPlan,
+};
+pub use target::{ApiKind, TargetPlan};
+pub use values::{Concurrency, Qps, TokenCount};
 
 /// How much of each request is kept in requests.csv.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -270,6 +133,10 @@ pub struct Plan {
     /// The plan file's folder, against which its relative paths (traces) are read.
     #[serde(skip)]
     pub dir: PathBuf,
+    /// The stages validated by [`Plan::parse`], one per `[[stage]]`: what [`Plan::programs`]
+    /// expands. `stages` stays as written, for the copy in the results folder.
+    #[serde(skip)]
+    resolved: Vec<Stage>,
 }
 
 fn default_interval() -> HumanDuration {
@@ -278,39 +145,6 @@ fn default_interval() -> HumanDuration {
 fn default_grace() -> HumanDuration {
     HumanDuration(Duration::from_secs(5))
 }
-
-/// Which way a threshold points.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Bound {
-    /// The measured value must be at most the limit.
-    AtMost,
-    /// The measured value must be at least the limit.
-    AtLeast,
-}
-
-/// One SLO threshold, resolved: a metric name as summary.json spells it, a limit and a bound.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SloCheck {
-    /// As written in the plan, such as `e2e_p99` or `error_rate`.
-    pub name: String,
-    /// Milliseconds for latencies, a fraction for rates.
-    pub limit: f64,
-    pub bound: Bound,
-}
-
-/// Throughput thresholds, in requests per second, that must be reached.
-pub const THROUGHPUT_SLOS: [&str; 2] = ["goodput_qps", "throughput_rps"];
-/// Rate thresholds and what they measure.
-pub const RATE_SLOS: [&str; 5] = [
-    "error_rate",
-    "timeout_rate",
-    "abnormal_rate",
-    "drop_rate",
-    "goodput_ratio",
-];
-/// Statistics a latency threshold may name.
-pub const STATS: [&str; 7] = ["mean", "p50", "p90", "p95", "p99", "p999", "max"];
 
 impl Plan {
     /// Reads, parses and validates a plan file.
@@ -335,7 +169,7 @@ impl Plan {
     /// # Errors
     /// A [`PlanError`] with every problem found.
     pub fn parse(text: &str, file: &Path) -> Result<Plan, PlanError> {
-        let plan: Plan = toml::from_str(text).map_err(|e| {
+        let mut plan: Plan = toml::from_str(text).map_err(|e| {
             let issue = match e.span() {
                 Some(span) => issue_at(text, &span, e.message().trim()),
                 None => PlanIssue {
@@ -350,10 +184,10 @@ impl Plan {
                 issues: vec![issue],
             }
         })?;
-        let mut plan = plan;
         plan.dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
-        let issues = plan.validate(text);
+        let (issues, stages) = plan.resolve(text);
         if issues.is_empty() {
+            plan.resolved = stages;
             Ok(plan)
         } else {
             Err(PlanError {
@@ -365,13 +199,35 @@ impl Plan {
 
     /// Every problem that spans fields, with its location in `text`.
     pub fn validate(&self, text: &str) -> Vec<PlanIssue> {
+        self.resolve(text).0
+    }
+
+    /// Every problem, with its location in `text`, and the stages validated (all of them when
+    /// there is no problem).
+    fn resolve(&self, text: &str) -> (Vec<PlanIssue>, Vec<Stage>) {
+        let mut issues = self.top_level_issues();
+        for p in self.workload.problems(&self.dir) {
+            let mut issue = match &p.span {
+                Some(span) => issue_at(text, span, &p.message),
+                None => whole(&p.field, p.message.clone()),
+            };
+            issue.field = Some(p.field);
+            issues.push(issue);
+        }
+        let stages = self.resolve_stages(text, &mut issues);
+        for (name, value) in &self.slo {
+            if let Err(message) = parse_slo(name, value.get_ref()) {
+                let mut issue = issue_at(text, &value.span(), &message);
+                issue.field = Some(format!("slo.{name}"));
+                issues.push(issue);
+            }
+        }
+        (issues, stages)
+    }
+
+    /// The problems of the plan's own fields: name, interval, target, monitor and agents.
+    fn top_level_issues(&self) -> Vec<PlanIssue> {
         let mut issues = Vec::new();
-        let whole = |field: &str, message: String| PlanIssue {
-            line: 0,
-            column: 0,
-            field: Some(field.to_string()),
-            message,
-        };
         if self.name.trim().is_empty() {
             issues.push(whole("name", "must not be empty".into()));
         }
@@ -387,20 +243,7 @@ impl Plan {
                 format!("must be at least 100ms, got {}", self.interval),
             ));
         }
-        if let Some(url) = &self.target.base_url
-            && !(url.starts_with("http://") || url.starts_with("https://"))
-        {
-            issues.push(whole(
-                "target.base_url",
-                format!("expected an http:// or https:// URL such as http://127.0.0.1:8000/v1, got {url:?}"),
-            ));
-        }
-        if self.target.base_url.is_some() && self.target.sim.is_some() {
-            issues.push(whole(
-                "target.sim",
-                "applies only to the built-in simulator, which runs when target.base_url is not set".into(),
-            ));
-        }
+        issues.extend(self.target.problems().into_iter().map(|(f, m)| whole(f, m)));
         issues.extend(self.monitor.validate());
         for (i, a) in self.agents.iter().enumerate() {
             let addr = a.addr.strip_prefix("dns:").unwrap_or(&a.addr);
@@ -422,17 +265,15 @@ impl Plan {
                 ));
             }
         }
-        for p in self.workload.problems(&self.dir) {
-            let mut issue = match &p.span {
-                Some(span) => issue_at(text, span, &p.message),
-                None => whole(&p.field, p.message.clone()),
-            };
-            issue.field = Some(p.field);
-            issues.push(issue);
-        }
+        issues
+    }
+
+    /// Validates each stage, pushing its problems (located at the stage) to `issues`.
+    fn resolve_stages(&self, text: &str, issues: &mut Vec<PlanIssue>) -> Vec<Stage> {
         let plan_checks = self.slo_checks();
         let defaults = self.stage_defaults(&plan_checks);
         let mut names = BTreeMap::new();
+        let mut stages = Vec::with_capacity(self.stages.len());
         for (i, stage) in self.stages.iter().enumerate() {
             let span = stage.span();
             let at = |field: &str, message: &str| {
@@ -447,18 +288,14 @@ impl Plan {
                     &format!("{:?} is already the name of stage[{first}]", s.name),
                 ));
             }
-            for (field, message) in s.problems(&defaults) {
-                issues.push(at(&field, &message));
+            match s.resolve(&defaults) {
+                Ok(resolved) => stages.push(resolved),
+                Err(problems) => {
+                    issues.extend(problems.iter().map(|(field, message)| at(field, message)));
+                }
             }
         }
-        for (name, value) in &self.slo {
-            if let Err(message) = parse_slo(name, value.get_ref()) {
-                let mut issue = issue_at(text, &value.span(), &message);
-                issue.field = Some(format!("slo.{name}"));
-                issues.push(issue);
-            }
-        }
-        issues
+        stages
     }
 
     /// What a stage inherits from the plan.
@@ -472,22 +309,25 @@ impl Plan {
         }
     }
 
-    /// What the runner does for each stage, in order.
-    ///
-    /// # Errors
-    /// When a stage's trace file cannot be read.
-    pub fn programs(&self) -> Result<Vec<StageProgram>, String> {
-        let checks = self.slo_checks();
-        let defaults = self.stage_defaults(&checks);
-        self.stages
-            .iter()
-            .enumerate()
-            .map(|(i, s)| s.get_ref().program(i, &defaults))
+    /// The stages as [`Plan::parse`] validated them, in order.
+    pub fn resolved_stages(&self) -> &[Stage] {
+        &self.resolved
+    }
+
+    /// What the runner does for each stage, in order. Every file a stage needs was read when
+    /// the plan was parsed, so this cannot fail.
+    pub fn programs(&self) -> Vec<StageProgram> {
+        (self.resolved.iter().enumerate())
+            .map(|(i, s)| s.program(i))
             .collect()
     }
 
     /// Multiplies every stage duration by `factor`, so a long plan runs quickly (`--time-scale`).
+    /// The stages as written are scaled too: they are the plan the results folder records.
     pub fn scale_time(&mut self, factor: f64) {
+        for stage in &mut self.resolved {
+            stage.scale_time(factor);
+        }
         for stage in &mut self.stages {
             stage.get_mut().scale_time(factor);
         }
@@ -512,63 +352,14 @@ impl Plan {
     }
 }
 
-/// Resolves one `[slo]` entry, or says what is wrong with it.
-pub(crate) fn parse_slo(name: &str, value: &toml::Value) -> Result<SloCheck, String> {
-    let text = match value {
-        toml::Value::String(s) => s.clone(),
-        toml::Value::Float(f) => f.to_string(),
-        toml::Value::Integer(i) => i.to_string(),
-        other => {
-            return Err(format!(
-                "expected a string such as \"1500ms\" or \"1%\", got {other}"
-            ));
-        }
-    };
-    if THROUGHPUT_SLOS.contains(&name) {
-        let limit: f64 = text.trim().parse().map_err(|_| {
-            format!("expected a number of requests per second, such as 10, got {text:?}")
-        })?;
-        if !(limit.is_finite() && limit >= 0.0) {
-            return Err(format!("expected a rate of 0 or more, got {limit}"));
-        }
-        return Ok(SloCheck {
-            name: name.to_string(),
-            limit,
-            bound: Bound::AtLeast,
-        });
+/// An issue of the whole file (no line), with its field.
+fn whole(field: &str, message: String) -> PlanIssue {
+    PlanIssue {
+        line: 0,
+        column: 0,
+        field: Some(field.to_string()),
+        message,
     }
-    if RATE_SLOS.contains(&name) {
-        let limit = parse_fraction(&text).map_err(|e| e.to_string())?;
-        let bound = if name == "goodput_ratio" {
-            Bound::AtLeast
-        } else {
-            Bound::AtMost
-        };
-        return Ok(SloCheck {
-            name: name.to_string(),
-            limit,
-            bound,
-        });
-    }
-    let known = || {
-        format!(
-            "unknown SLO metric {name:?}: expected <metric>_<stat> with metric one of {} and stat one of {}, or one of {}, {}",
-            METRIC_NAMES.join(", "),
-            STATS.join(", "),
-            RATE_SLOS.join(", "),
-            THROUGHPUT_SLOS.join(", ")
-        )
-    };
-    let (metric, stat) = name.rsplit_once('_').ok_or_else(known)?;
-    if !METRIC_NAMES.contains(&metric) || !STATS.contains(&stat) {
-        return Err(known());
-    }
-    let limit = parse_duration(&text).map_err(|e| e.to_string())?;
-    Ok(SloCheck {
-        name: name.to_string(),
-        limit: limit.as_secs_f64() * 1000.0,
-        bound: Bound::AtMost,
-    })
 }
 
 /// Expands `${VAR}` in a value from the environment lookup given.
@@ -591,53 +382,6 @@ pub fn expand_env(value: &str, lookup: impl Fn(&str) -> Option<String>) -> Resul
     }
     out.push_str(rest);
     Ok(out)
-}
-
-/// Locates a byte span of `text`: its line and column, and the field written there.
-fn issue_at(text: &str, span: &Range<usize>, message: &str) -> PlanIssue {
-    let start = span.start.min(text.len());
-    let before = &text[..start];
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let column = text[line_start..start].chars().count() + 1;
-    PlanIssue {
-        line,
-        column,
-        field: field_at(text, line_start, start),
-        message: message.to_string(),
-    }
-}
-
-/// The dotted field at a position: the key on its line (when the position is in the value or
-/// the key), prefixed by the table header above it.
-fn field_at(text: &str, line_start: usize, pos: usize) -> Option<String> {
-    let line_end = text[line_start..]
-        .find('\n')
-        .map_or(text.len(), |i| line_start + i);
-    let line = &text[line_start..line_end];
-    let key = line.split_once('=').and_then(|(k, _)| {
-        let k = k.trim();
-        (!k.is_empty() && !k.starts_with('[') && !k.starts_with('#')).then(|| k.to_string())
-    });
-    let mut table: Option<String> = None;
-    let mut stage_count = 0usize;
-    for l in text[..pos.min(line_end)].lines() {
-        let t = l.trim();
-        if t.starts_with("[[stage]]") {
-            table = Some(format!("stage[{stage_count}]"));
-            stage_count += 1;
-        } else if let Some(h) = t.strip_prefix("[[").and_then(|h| h.split("]]").next()) {
-            table = Some(h.trim().to_string());
-        } else if let Some(h) = t.strip_prefix('[').and_then(|h| h.split(']').next()) {
-            table = Some(h.trim().to_string());
-        }
-    }
-    match (table, key) {
-        (Some(t), Some(k)) => Some(format!("{t}.{k}")),
-        (None, Some(k)) => Some(k),
-        (Some(t), None) => Some(t),
-        (None, None) => None,
-    }
 }
 
 #[cfg(test)]
@@ -682,7 +426,6 @@ output_tokens = 8
         let plan = parse(GOOD).unwrap();
         let steps: Vec<StepPlan> = plan
             .programs()
-            .unwrap()
             .into_iter()
             .flat_map(|p| match p {
                 StageProgram::Fixed(steps) => steps,

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::stage::{Load, Probe, StepKind, StepPlan};
+use crate::plan::stage::{Load, Probe, StepKind, StepPlan};
 
 /// What the runner measured in one probe step.
 #[derive(Debug, Clone, Default, PartialEq)]

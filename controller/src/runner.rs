@@ -148,7 +148,7 @@ pub async fn run(
         move || interrupt.cancel()
     })?;
 
-    let target = resolve(&plan.target, &dir, opts.time_scale).await?;
+    let target = resolve(&plan.target, &opts.plan, &dir, opts.time_scale).await?;
     let pre = preflight(
         &target.base_url,
         plan.target.model.as_deref(),
@@ -280,9 +280,7 @@ pub async fn run(
             "control: controller set-qps --control {bound} <qps|+|-|scale F>"
         )?;
     }
-    let programs = plan
-        .programs()
-        .map_err(|e| anyhow::anyhow!("{}: {e}", opts.plan.display()))?;
+    let programs = plan.programs();
     let (rejoin_tx, rejoin_rx) = mpsc::unbounded_channel();
     let mut session = Session {
         ctx: &ctx,

@@ -18,12 +18,14 @@ pub struct ResolvedTarget {
 }
 
 /// Starts the simulator when the plan gives no URL. Its `[target.sim]` table is written to
-/// `sim.toml` in the results folder and passed with `--config`.
+/// `sim.toml` in the results folder and passed with `--config`; the plan file itself goes with
+/// `--config-plan`, so that a bad setting is reported at the plan's line and field.
 ///
 /// # Errors
 /// When the simulator cannot be started or its settings cannot be written.
 pub async fn resolve(
     target: &TargetPlan,
+    plan_file: &Path,
     results_dir: &Path,
     time_scale: f64,
 ) -> anyhow::Result<ResolvedTarget> {
@@ -43,6 +45,8 @@ pub async fn resolve(
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
         args.push("--config".to_string());
         args.push(path.display().to_string());
+        args.push("--config-plan".to_string());
+        args.push(plan_file.display().to_string());
     }
     // The simulator's pacer spins before each token for precise timing, which on a machine of
     // 2 or 3 cores takes CPU the agent needs; there its tokens leave about 0.1 ms late instead.

@@ -41,7 +41,7 @@ pub fn prepare(plan: &Plan, plan_file: &Path) -> anyhow::Result<RunWorkload> {
         .workload
         .resolve(&plan.dir)
         .map_err(|e| anyhow::anyhow!("{}: {e}", plan_file.display()))?;
-    let json = serde_json::to_vec(&spec).context("cannot encode the workload")?;
+    let json = spec.to_json().context("cannot encode the workload")?;
     let engine = WorkloadEngine::try_new(&spec, WorkloadSpec::id_of(&json))
         .map_err(|e| anyhow::anyhow!("{}: {e}", plan_file.display()))?;
     Ok(RunWorkload {

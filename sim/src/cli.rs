@@ -32,6 +32,10 @@ pub struct SimArgs {
     /// TOML file of settings (the fields of a plan's [target.sim] table); flags override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// The test plan whose [target.sim] table --config was written from: that table is checked
+    /// first, so that a problem is reported at the plan's file, line and field.
+    #[arg(long, value_name = "PLAN")]
+    pub config_plan: Option<PathBuf>,
     /// Deterministic preset: time from request received to first token [default: 50ms].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub ttft: Option<Duration>,
@@ -82,8 +86,11 @@ impl SimArgs {
     /// given on top.
     ///
     /// # Errors
-    /// When the file cannot be read or parsed.
+    /// When the file (or `--config-plan`'s table) cannot be read or parsed.
     pub fn to_config(&self) -> Result<SimConfig, ConfigError> {
+        if let Some(plan) = &self.config_plan {
+            SimConfig::load_plan(plan)?;
+        }
         let mut c = match &self.config {
             Some(path) => SimConfig::load(path)?,
             None => SimConfig::default(),

@@ -1,6 +1,9 @@
 //! The simulator's configuration: [`SimConfig`] as written in a file or a plan's `[target.sim]`
 //! table, and the validated [`ResolvedConfig`] the server runs with.
 //!
+//! A plan's table can also be read from the plan itself ([`SimConfig::from_plan_str`]), so that
+//! its errors name the plan's file, line and field.
+//!
 //! A config names a preset (the deterministic one or an engine model, see [`crate::presets`])
 //! and may override any of the preset's figures; [`SimConfig::resolve`] applies the overrides and
 //! reports every problem at once.
@@ -10,13 +13,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use stampede_text::{Location, locate};
+
 use crate::duration::{DisplayDuration, serde_duration};
 use crate::engine::EngineConfig;
 use crate::faults::FaultSpec;
 use crate::presets::{self, Preset};
-
-/// Default served model id when neither the config nor the preset names one.
-pub const DEFAULT_MODEL: &str = "sim-llama-3.1-8b";
+pub use crate::presets::{DEFAULT_MODEL, GpuConfig};
 
 /// The simulator's settings, as read from `--config FILE` (TOML) or a plan's `[target.sim]`
 /// table. Every field is optional; unknown fields are an error so a typo is never ignored.
@@ -119,25 +122,6 @@ pub struct EngineOverrides {
     pub context_token_cost: Option<Duration>,
 }
 
-/// The simulated GPUs behind the model, for the DCGM-named series of `/metrics`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GpuConfig {
-    /// Marketing name, as DCGM's `modelName` label shows it.
-    pub name: String,
-    /// Number of GPUs (tensor parallel size); each reports the same series.
-    pub count: u32,
-    /// Framebuffer size per GPU in MiB.
-    pub memory_mib: u64,
-    /// Framebuffer in use per GPU in MiB: vLLM reserves weights, activations and the KV-cache
-    /// pool at start-up, so this stays constant while serving.
-    pub used_mib: u64,
-    /// Board power when idle, in watts.
-    pub power_idle_w: f64,
-    /// Board power when every step runs back to back with a full batch, in watts.
-    pub power_max_w: f64,
-}
-
 /// Overrides of the preset's [`GpuConfig`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -226,6 +210,40 @@ pub enum ConfigError {
         /// One line per problem.
         problems: Vec<String>,
     },
+    /// A plan's `[target.sim]` table cannot be used: each problem at the plan's line and field.
+    #[error("{}", in_plan(path, problems))]
+    InPlan {
+        /// The plan file.
+        path: String,
+        /// Where each problem is in the plan, and what it is.
+        problems: Vec<(Location, String)>,
+    },
+}
+
+/// `plan.toml:12:8: target.sim.ttft: message`, one line per problem, as the plan's own errors.
+fn in_plan(path: &str, problems: &[(Location, String)]) -> String {
+    let lines = problems.iter().map(|(at, message)| {
+        let mut line = path.to_owned();
+        if at.line > 0 {
+            line.push_str(&format!(":{}:{}", at.line, at.column));
+        }
+        let field = at.field.as_deref().unwrap_or("target.sim");
+        format!("{line}: {field}: {message}")
+    });
+    lines.collect::<Vec<_>>().join("\n")
+}
+
+/// A test plan as far as the simulator reads it: its `[target.sim]` table, nothing else.
+#[derive(Deserialize)]
+struct PlanDoc {
+    #[serde(default)]
+    target: PlanTarget,
+}
+
+#[derive(Default, Deserialize)]
+struct PlanTarget {
+    #[serde(default)]
+    sim: SimConfig,
 }
 
 impl SimConfig {
@@ -250,6 +268,47 @@ impl SimConfig {
             source,
         })?;
         Self::from_toml_str(&text, &path.display().to_string())
+    }
+
+    /// Reads the settings of a test plan's `[target.sim]` table (the defaults when it has none)
+    /// and checks them, so that a problem names the plan's `origin`, line and field.
+    ///
+    /// # Errors
+    /// [`ConfigError::InPlan`] with the problem toml found, or every problem of the values.
+    pub fn from_plan_str(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let in_plan = |problems| ConfigError::InPlan {
+            path: origin.to_owned(),
+            problems,
+        };
+        let doc: PlanDoc = toml::from_str(text).map_err(|e| {
+            let at = e.span().map_or_else(whole_table, |s| locate(text, s.start));
+            in_plan(vec![(at, e.message().trim().to_owned())])
+        })?;
+        if let Err(ConfigError::Invalid { problems }) = doc.target.sim.resolve() {
+            // The values are checked together, so their problems are placed at the table.
+            let header = text.lines().position(|l| l.trim() == "[target.sim]");
+            let at = header.map_or_else(whole_table, |i| Location {
+                line: i + 1,
+                column: 1,
+                field: Some("target.sim".to_owned()),
+            });
+            return Err(in_plan(
+                problems.into_iter().map(|p| (at.clone(), p)).collect(),
+            ));
+        }
+        Ok(doc.target.sim)
+    }
+
+    /// Reads a test plan's `[target.sim]` table, as [`SimConfig::from_plan_str`].
+    ///
+    /// # Errors
+    /// [`ConfigError::Read`] or [`ConfigError::InPlan`].
+    pub fn load_plan(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_plan_str(&text, &path.display().to_string())
     }
 
     /// Applies the preset and the overrides, and checks every value.
@@ -330,6 +389,15 @@ impl SimConfig {
             timer_spin: self.timer_spin,
             shutdown_grace: self.shutdown_grace,
         }
+    }
+}
+
+/// Where a problem of the whole `[target.sim]` table is, when its header cannot be found.
+fn whole_table() -> Location {
+    Location {
+        line: 0,
+        column: 0,
+        field: Some("target.sim".to_owned()),
     }
 }
 
@@ -499,5 +567,61 @@ mod tests {
         .resolve()
         .unwrap_err();
         assert!(err.to_string().contains("deterministic"), "{err}");
+    }
+
+    #[test]
+    fn a_plans_table_reads_the_plan_duration_grammar() {
+        let plan = "name = \"p\"\n[target.sim]\nttft = \"1m30s\"\nitl = \"1.5ms\"\n[[target.sim.faults]]\nkind = \"outage\"\nat = \"1m30s\"\nduration = \"10s\"\n[[stage]]\nname = \"s\"\nqps = 1\nduration = \"2m\"\n";
+        let c = SimConfig::from_plan_str(plan, "plan.toml").expect("valid");
+        assert_eq!(c.ttft, Duration::from_secs(90));
+        assert_eq!(c.itl, Duration::from_micros(1500));
+        assert_eq!(c.faults[0].at, Some(Duration::from_secs(90)));
+        let none =
+            SimConfig::from_plan_str("name = \"p\"\n[target]\napi = \"chat\"\n", "plan.toml");
+        assert_eq!(none.expect("valid"), SimConfig::default());
+    }
+
+    #[test]
+    fn a_plans_table_errors_name_the_plan_line_and_field() {
+        let plan = "name = \"p\"\n[target.sim]\npreset = \"deterministic\"\nttft = \"5 parsecs\"\n";
+        let err = SimConfig::from_plan_str(plan, "plan.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("plan.toml:4:8: target.sim.ttft: "), "{err}");
+        assert!(err.contains("duration such as"), "{err}");
+        let plan = "name = \"p\"\n[target.sim]\nitl = \"0s\"\neos_probability = 2.0\n";
+        let err = SimConfig::from_plan_str(plan, "plan.toml")
+            .unwrap_err()
+            .to_string();
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(lines.len(), 2, "{err}");
+        assert!(
+            lines
+                .iter()
+                .all(|l| l.starts_with("plan.toml:2:1: target.sim: ")),
+            "{err}"
+        );
+        let plan = "[target.sim]\nttfts = \"1s\"\n";
+        let err = SimConfig::from_plan_str(plan, "plan.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("plan.toml:2:1: target.sim.ttfts: unknown field"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn every_example_plans_table_is_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).expect("examples/") {
+            let path = entry.expect("an entry").path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                SimConfig::load_plan(&path).unwrap_or_else(|e| panic!("{e}"));
+                seen += 1;
+            }
+        }
+        assert!(seen >= 10);
     }
 }

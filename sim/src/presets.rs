@@ -27,10 +27,32 @@
 //! - Context cost = KV bytes per token per GPU / bandwidth: 128 KiB / 3.35 TB/s = 39 ns (8B),
 //!   40 KiB / 3.35 TB/s = 12 ns (70B), per token of context held by the batch, per step.
 
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-use crate::config::{DEFAULT_MODEL, GpuConfig};
 use crate::engine::EngineConfig;
+
+/// Default served model id when neither the config nor the preset names one.
+pub const DEFAULT_MODEL: &str = "sim-llama-3.1-8b";
+
+/// The simulated GPUs behind the model, for the DCGM-named series of `/metrics`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpuConfig {
+    /// Marketing name, as DCGM's `modelName` label shows it.
+    pub name: String,
+    /// Number of GPUs (tensor parallel size); each reports the same series.
+    pub count: u32,
+    /// Framebuffer size per GPU in MiB.
+    pub memory_mib: u64,
+    /// Framebuffer in use per GPU in MiB: vLLM reserves weights, activations and the KV-cache
+    /// pool at start-up, so this stays constant while serving.
+    pub used_mib: u64,
+    /// Board power when idle, in watts.
+    pub power_idle_w: f64,
+    /// Board power when every step runs back to back with a full batch, in watts.
+    pub power_max_w: f64,
+}
 
 /// Name of the deterministic preset.
 pub const DETERMINISTIC: &str = "deterministic";

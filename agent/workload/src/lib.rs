@@ -289,12 +289,12 @@ impl WorkloadEngine {
         }
     }
 
-    /// Parses a spec sent as JSON and builds its engine.
+    /// Parses a spec sent as JSON (checking its wire version first) and builds its engine.
     ///
     /// # Errors
-    /// As [`WorkloadEngine::try_new`], or when the JSON does not parse.
+    /// As [`WorkloadEngine::try_new`], or when the JSON does not parse or is of another version.
     pub fn from_json(json: &[u8]) -> Result<WorkloadEngine, WorkloadError> {
-        let spec: WorkloadSpec = serde_json::from_slice(json)?;
+        let spec = WorkloadSpec::from_json(json).map_err(|e| WorkloadError::Spec(e.to_string()))?;
         WorkloadEngine::try_new(&spec, WorkloadSpec::id_of(json))
     }
 

@@ -352,12 +352,19 @@ fn bad_specs_are_refused_before_the_run() {
 #[test]
 fn loaded_workloads_are_found_by_id() {
     let s = spec("cl100k_base", vec![class("c", 1.0, LengthDist::Fixed(5))]);
-    let json = serde_json::to_vec(&s).unwrap();
+    let json = s.to_json().unwrap();
     let e = load(&json).unwrap();
     assert_eq!(e.id(), WorkloadSpec::id_of(&json));
     assert!(Arc::ptr_eq(&e, &lookup(e.id()).unwrap()));
     assert!(Arc::ptr_eq(&e, &load(&json).unwrap()), "built once");
     assert_eq!(e.tokenizer_name(), "cl100k_base");
+    // A spec of another wire version is refused, saying so.
+    let old = serde_json::to_vec(&s).unwrap();
+    let err = load(&old).unwrap_err().to_string();
+    assert!(
+        err.contains("version 0") && err.contains("same Stampede version"),
+        "{err}"
+    );
 }
 
 /// A word-level tokenizer.json: each word of its vocabulary is one token.
