@@ -1,13 +1,16 @@
 //! The runner's side of the live view: turns merged intervals into live events (with the
 //! rolling latencies computed from merged histograms, never averaged), raises alerts, writes
-//! them to alerts.jsonl, and says what plain mode prints.
+//! them to alerts.jsonl, and says what plain mode prints; and the [`Console`], which prints
+//! what the run says (its [`Notice`]s), since the runner prints nothing itself.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
 use stampede_common::metrics::{HistogramBundle, LatencySummary, SparseBundle, Tally};
 use stampede_common::plan::{Load, Plan, SloCheck, StepPlan};
+use stampede_common::probe::ProbeResult;
 use stampede_common::proto::Counts;
 use tokio::sync::mpsc;
 
@@ -22,6 +25,8 @@ use crate::live::state::{
 use crate::pool::AgentHandle;
 use crate::results::rows::TimeseriesRow;
 use crate::results::{ResultsWriter, WriterMsg};
+use crate::runner::notice::Notice;
+use crate::runner::roster::AgentCard;
 use crate::summary::{StageSummary, evaluate};
 
 /// The span of the rolling latencies and of the rolling SLO checks.
@@ -46,6 +51,73 @@ struct StepLive {
     total: HistogramBundle,
     errors: BTreeMap<String, u64>,
     scale: f64,
+}
+
+impl StepLive {
+    /// The rate change the row shows, if any: its offered rate carries rate changes (planned
+    /// times the factor, 0 when paused).
+    fn rate_change(&mut self, row: &TimeseriesRow) -> Option<crate::live::state::RateChange> {
+        let scale = match (self.planned_qps, row.offered_qps) {
+            (Some(p), Some(o)) if p > 0.0 => o / p,
+            _ => self.scale,
+        };
+        if (scale - self.scale).abs() <= 1e-9 {
+            return None;
+        }
+        self.scale = scale;
+        Some(crate::live::state::RateChange {
+            step: self.name.clone(),
+            scale,
+            qps: row.offered_qps.unwrap_or(0.0),
+        })
+    }
+
+    /// Adds a merged interval to the step's totals and rolling window; returns the window: the
+    /// intervals that ended in the last 10 s, merged, and their span.
+    fn take(
+        &mut self,
+        m: &MergedInterval,
+        row: &TimeseriesRow,
+    ) -> (Counts, HistogramBundle, Duration) {
+        let _ = self.total.merge(&m.bundle);
+        for (class, n) in &m.counts.errors {
+            *self.errors.entry(class.clone()).or_default() += n;
+        }
+        self.recent.push_back(Recent {
+            end_s: row.elapsed_s,
+            counts: m.counts.clone(),
+            buckets: m.bundle.sparse(),
+        });
+        let horizon = row.elapsed_s - WINDOW.as_secs_f64() + 1e-6;
+        while self
+            .recent
+            .front()
+            .is_some_and(|r| r.end_s - 1e-9 < horizon - row.interval_s)
+        {
+            self.recent.pop_front();
+        }
+        let mut counts = Counts::default();
+        let mut bundle = HistogramBundle::new();
+        let mut span = 0.0;
+        for r in self.recent.iter().filter(|r| r.end_s > horizon) {
+            counts += &r.counts;
+            bundle.add_sparse(&r.buckets);
+            span += 1.0;
+        }
+        let span = Duration::from_secs_f64((span * row.interval_s).max(1e-3));
+        (counts, bundle, span)
+    }
+}
+
+/// Plain mode's line for an interval.
+fn plain_line(row: &TimeseriesRow, paused: bool) -> Option<String> {
+    let mut line = Vec::new();
+    plain::interval_line(&mut line, row).ok()?;
+    let mut text = String::from_utf8_lossy(&line).trim_end().to_string();
+    if paused {
+        text.push_str(" PAUSED");
+    }
+    Some(text)
 }
 
 /// What the runner holds of the live view.
@@ -173,47 +245,10 @@ impl LiveFeed {
         let Some(st) = self.steps.get_mut(&m.step) else {
             return lines;
         };
-        // The row's offered rate carries rate changes: planned times the factor, 0 when paused.
-        let scale = match (st.planned_qps, row.offered_qps) {
-            (Some(p), Some(o)) if p > 0.0 => o / p,
-            _ => st.scale,
-        };
-        if (scale - st.scale).abs() > 1e-9 {
-            st.scale = scale;
-            self.hub
-                .publish(LiveEvent::Rate(crate::live::state::RateChange {
-                    step: st.name.clone(),
-                    scale,
-                    qps: row.offered_qps.unwrap_or(0.0),
-                }));
+        if let Some(change) = st.rate_change(row) {
+            self.hub.publish(LiveEvent::Rate(change));
         }
-        let _ = st.total.merge(&m.bundle);
-        for (class, n) in &m.counts.errors {
-            *st.errors.entry(class.clone()).or_default() += n;
-        }
-        st.recent.push_back(Recent {
-            end_s: row.elapsed_s,
-            counts: m.counts.clone(),
-            buckets: m.bundle.sparse(),
-        });
-        let horizon = row.elapsed_s - WINDOW.as_secs_f64() + 1e-6;
-        while st
-            .recent
-            .front()
-            .is_some_and(|r| r.end_s - 1e-9 < horizon - row.interval_s)
-        {
-            st.recent.pop_front();
-        }
-        // The window: the intervals that ended in the last 10 s, merged.
-        let mut counts = Counts::default();
-        let mut bundle = HistogramBundle::new();
-        let mut span = 0.0;
-        for r in st.recent.iter().filter(|r| r.end_s > horizon) {
-            counts += &r.counts;
-            bundle.add_sparse(&r.buckets);
-            span += 1.0;
-        }
-        let span = Duration::from_secs_f64((span * row.interval_s).max(1e-3));
+        let (counts, bundle, span) = st.take(m, row);
         let window = StageSummary::compute(
             &st.name,
             &st.name,
@@ -256,14 +291,7 @@ impl LiveFeed {
         let paused = view.paused;
         self.hub.publish(LiveEvent::Interval(Box::new(view)));
         if !self.hub.interactive() {
-            let mut line = Vec::new();
-            if plain::interval_line(&mut line, row).is_ok() {
-                let mut text = String::from_utf8_lossy(&line).trim_end().to_string();
-                if paused {
-                    text.push_str(" PAUSED");
-                }
-                lines.push(text);
-            }
+            lines.extend(plain_line(row, paused));
         }
         lines.extend(self.raise(alerts, writer));
         if self.hub.interactive() {
@@ -374,6 +402,171 @@ impl LiveFeed {
             })
             .collect()
     }
+}
+
+/// The plain printer of what the run says: each [`Notice`] becomes the line (or lines) it
+/// always was, and the live feed's lines pass through, in order.
+pub struct Console<'a> {
+    out: &'a mut (dyn Write + Send),
+}
+
+impl<'a> Console<'a> {
+    /// A console printing to `out` (standard output, or the dashboard's log).
+    pub fn new(out: &'a mut (dyn Write + Send)) -> Self {
+        Console { out }
+    }
+
+    /// Says `notice`.
+    ///
+    /// # Errors
+    /// When `out` cannot be written.
+    pub fn notice(&mut self, notice: &Notice) -> std::io::Result<()> {
+        let out = &mut *self.out;
+        match notice {
+            Notice::Target {
+                base_url,
+                model,
+                simulator,
+            } => {
+                let sim = if *simulator {
+                    " (built-in simulator)"
+                } else {
+                    ""
+                };
+                writeln!(out, "target {base_url} model {model}{sim}")
+            }
+            Notice::Agent(a) => writeln!(
+                out,
+                "agent {} at {} ({} cores, {})",
+                a.id,
+                a.addr,
+                a.cores,
+                clock(a)
+            ),
+            Notice::Rejoined(a) => writeln!(
+                out,
+                "agent {} at {} rejoined ({}); it takes part from the next step",
+                a.id,
+                a.addr,
+                clock(a)
+            ),
+            Notice::Monitoring(line) | Notice::Resource(line) => writeln!(out, "{line}"),
+            Notice::Control(bound) => writeln!(
+                out,
+                "control: controller set-qps --control {bound} <qps|+|-|scale F>"
+            ),
+            Notice::Interrupted { grace } => writeln!(
+                out,
+                "interrupted: stopping the agents; requests in flight get {}s",
+                grace.as_secs_f64()
+            ),
+            Notice::EveryAgentLost { step } => writeln!(
+                out,
+                "aborting: every agent is lost, none is left to run {step}"
+            ),
+            Notice::AgentLostAbort { agent, why } => writeln!(
+                out,
+                "aborting: agent {agent} was lost ({why}) and the plan sets on_agent_lost = \"abort\""
+            ),
+            Notice::SloAbort { step } => writeln!(
+                out,
+                "aborting: {step} failed a threshold and the plan sets abort_on_slo_fail"
+            ),
+            Notice::RateChanged { step, scale, qps } => writeln!(
+                out,
+                "rate: {step} now {scale:.2}x its plan ({qps:.2} requests/s)"
+            ),
+            Notice::Cooldown { cooldown, stage } => {
+                writeln!(out, "cooldown {cooldown} after {stage}")
+            }
+            Notice::Probe(r) => writeln!(out, "{}", describe_probe(r)),
+            Notice::FinalTable(_)
+            | Notice::Findings(_)
+            | Notice::Written { .. }
+            | Notice::Unaccounted => self.end_notice(notice),
+        }
+    }
+
+    /// The notices of a run's end.
+    fn end_notice(&mut self, notice: &Notice) -> std::io::Result<()> {
+        let out = &mut *self.out;
+        match notice {
+            Notice::FinalTable(stages) => plain::final_table(&mut &mut *out, stages),
+            Notice::Findings(findings) => {
+                for f in findings {
+                    writeln!(out, "{}: {} ({})", f.severity, f.message, f.code)?;
+                    if let Some(advice) = &f.suggestion {
+                        writeln!(out, "  -> {advice}")?;
+                    }
+                }
+                Ok(())
+            }
+            Notice::Written { results, report } => {
+                writeln!(out, "results: {}", results.display())?;
+                match report {
+                    Ok(html) => writeln!(out, "report: {}", html.display()),
+                    Err(e) => writeln!(out, "warning: the report could not be written: {e}"),
+                }
+            }
+            Notice::Unaccounted => writeln!(
+                out,
+                "error: the request counts do not add up (sent != completed + failed + cancelled, or the error classes differ): the results are not valid evidence"
+            ),
+            other => self.notice(other),
+        }
+    }
+
+    /// Prints lines the live feed returned.
+    ///
+    /// # Errors
+    /// When `out` cannot be written.
+    pub fn lines(&mut self, lines: &[String]) -> std::io::Result<()> {
+        for line in lines {
+            writeln!(self.out, "{line}")?;
+        }
+        Ok(())
+    }
+
+    /// Flushes what was printed.
+    ///
+    /// # Errors
+    /// When `out` cannot be written.
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// An agent's clock offset, as its lines say it.
+fn clock(a: &AgentCard) -> String {
+    format!(
+        "clock offset {:+.3} ms ± {:.3} ms",
+        a.clock.offset_us as f64 / 1000.0,
+        a.clock.uncertainty_us as f64 / 1000.0
+    )
+}
+
+/// One line saying what an adaptive stage found.
+fn describe_probe(r: &ProbeResult) -> String {
+    let fmt = |v: Option<f64>| v.map_or_else(|| "none".to_string(), |v| format!("{v}"));
+    let mut line = format!(
+        "{} {}: highest passing {} = {}, first failing = {}",
+        r.stage,
+        r.kind,
+        r.unit,
+        fmt(r.max_passing),
+        fmt(r.first_failing)
+    );
+    if let Some(mode) = &r.failure_mode {
+        line.push_str(&format!(" ({mode})"));
+    }
+    if let Some(rec) = r.recovered {
+        line.push_str(if rec {
+            "; recovered"
+        } else {
+            "; did NOT recover"
+        });
+    }
+    line
 }
 
 fn latencies(b: &HistogramBundle) -> Latencies {
@@ -489,5 +682,104 @@ mod tests {
         let first: serde_json::Value = serde_json::from_str(jsonl.lines().next().unwrap()).unwrap();
         assert_eq!(first["kind"], "slo_breach");
         assert_eq!(first["state"], "firing");
+    }
+
+    /// What the console prints for `n`.
+    fn said(n: &Notice) -> String {
+        let mut out = Vec::new();
+        Console::new(&mut out).notice(n).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    /// An agent as its lines show it.
+    fn card() -> AgentCard {
+        AgentCard {
+            id: "local-0".into(),
+            addr: "127.0.0.1:7070".into(),
+            cores: 2,
+            clock: crate::pool::ClockEstimate {
+                offset_us: 14,
+                uncertainty_us: 173,
+                rtt_us: 346,
+            },
+            weight: 2.0,
+            monitor_only: false,
+        }
+    }
+
+    /// A capacity search that found 40 requests/s.
+    fn probe() -> ProbeResult {
+        ProbeResult {
+            stage: "capacity".into(),
+            kind: "capacity_search".into(),
+            unit: "qps".into(),
+            max_passing: Some(40.0),
+            first_failing: None,
+            failure_mode: Some("latency".into()),
+            recovered: Some(false),
+            curve: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn each_notice_prints_the_line_the_runner_printed() {
+        let (card, probe) = (card(), probe());
+        let table: Vec<(Notice, &str)> = vec![
+            (
+                Notice::Target {
+                    base_url: "http://127.0.0.1:8000/v1".into(),
+                    model: "m".into(),
+                    simulator: true,
+                },
+                "target http://127.0.0.1:8000/v1 model m (built-in simulator)\n",
+            ),
+            (
+                Notice::Agent(card.clone()),
+                "agent local-0 at 127.0.0.1:7070 (2 cores, clock offset +0.014 ms ± 0.173 ms)\n",
+            ),
+            (
+                Notice::Rejoined(card),
+                "agent local-0 at 127.0.0.1:7070 rejoined (clock offset +0.014 ms ± 0.173 ms); it takes part from the next step\n",
+            ),
+            (
+                Notice::Control("127.0.0.1:9090".parse().unwrap()),
+                "control: controller set-qps --control 127.0.0.1:9090 <qps|+|-|scale F>\n",
+            ),
+            (
+                Notice::Interrupted {
+                    grace: Duration::from_millis(2500),
+                },
+                "interrupted: stopping the agents; requests in flight get 2.5s\n",
+            ),
+            (
+                Notice::RateChanged {
+                    step: "s".into(),
+                    scale: 1.5,
+                    qps: 15.0,
+                },
+                "rate: s now 1.50x its plan (15.00 requests/s)\n",
+            ),
+            (
+                Notice::Cooldown {
+                    cooldown: stampede_common::units::HumanDuration(Duration::from_secs(30)),
+                    stage: "warm".into(),
+                },
+                "cooldown 30s after warm\n",
+            ),
+            (
+                Notice::Probe(probe),
+                "capacity capacity_search: highest passing qps = 40, first failing = none (latency); did NOT recover\n",
+            ),
+            (
+                Notice::Written {
+                    results: "results/r".into(),
+                    report: Err("disk full".into()),
+                },
+                "results: results/r\nwarning: the report could not be written: disk full\n",
+            ),
+        ];
+        for (notice, line) in table {
+            assert_eq!(said(&notice), line, "{notice:?}");
+        }
     }
 }

@@ -259,6 +259,33 @@ pub async fn connect(
     child: Option<ChildGuard>,
     security: &AgentSecurity,
 ) -> anyhow::Result<AgentHandle> {
+    let channel = dial(addr, security).await?;
+    let mut client = AgentClient::with_interceptor(channel, security.header()?)
+        .max_decoding_message_size(64 << 20);
+    let (clock, hello) = greet(&mut client, addr).await?;
+    // Start times are sent on each agent's clock; one a day off is a broken clock, not skew.
+    if clock.offset_us.unsigned_abs() > 86_400_000_000 {
+        bail!(
+            "agent {addr}'s clock is {:.0} s off the controller's: set both clocks (NTP) before a run",
+            clock.offset_us as f64 / 1e6
+        );
+    }
+    let weight = weight.unwrap_or(f64::from(hello.cores.max(1)));
+    Ok(AgentHandle {
+        index,
+        addr: addr.to_string(),
+        client,
+        hello,
+        weight,
+        origin: None,
+        clock,
+        child,
+        monitor_only: false,
+    })
+}
+
+/// Opens the channel to an agent: TLS when set, keep-alive so a dead agent is noticed.
+async fn dial(addr: &str, security: &AgentSecurity) -> anyhow::Result<Channel> {
     let scheme = if security.tls.is_some() {
         "https"
     } else {
@@ -281,7 +308,7 @@ pub async fn connect(
             .tls_config(tls.clone())
             .with_context(|| format!("agent {addr}: the TLS settings were refused"))?;
     }
-    let channel = endpoint
+    endpoint
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(1))
@@ -289,9 +316,12 @@ pub async fn connect(
         .keep_alive_while_idle(true)
         .connect()
         .await
-        .with_context(|| format!("cannot connect to agent {addr}"))?;
-    let mut client = AgentClient::with_interceptor(channel, security.header()?)
-        .max_decoding_message_size(64 << 20);
+        .with_context(|| format!("cannot connect to agent {addr}"))
+}
+
+/// Says hello [`CLOCK_SAMPLES`] times, checking the protocol version; the clock estimate of the
+/// shortest round trip, and the agent's answer.
+async fn greet(client: &mut AgentConn, addr: &str) -> anyhow::Result<(ClockEstimate, HelloReply)> {
     let mut best: Option<(ClockEstimate, HelloReply)> = None;
     for _ in 0..CLOCK_SAMPLES {
         let t0 = wall_clock_us();
@@ -329,26 +359,7 @@ pub async fn connect(
             best = Some((estimate, reply));
         }
     }
-    let (clock, hello) = best.context("no handshake answer")?;
-    // Start times are sent on each agent's clock; one a day off is a broken clock, not skew.
-    if clock.offset_us.unsigned_abs() > 86_400_000_000 {
-        bail!(
-            "agent {addr}'s clock is {:.0} s off the controller's: set both clocks (NTP) before a run",
-            clock.offset_us as f64 / 1e6
-        );
-    }
-    let weight = weight.unwrap_or(f64::from(hello.cores.max(1)));
-    Ok(AgentHandle {
-        index,
-        addr: addr.to_string(),
-        client,
-        hello,
-        weight,
-        origin: None,
-        clock,
-        child,
-        monitor_only: false,
-    })
+    best.context("no handshake answer")
 }
 
 /// Refuses, before any step, a target the agent's allow-list leaves out.

@@ -118,6 +118,17 @@ pub enum AgentEventKind {
     Abort,
 }
 
+impl AgentEventKind {
+    /// The name written to summary.json.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentEventKind::Lost => "lost",
+            AgentEventKind::Rejoined => "rejoined",
+            AgentEventKind::Abort => "abort",
+        }
+    }
+}
+
 /// How one agent's share of a step ended. On the wire it stays the string schema v1 wrote:
 /// `done`, `running`, `absent: <why>`, or the reason the share failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
