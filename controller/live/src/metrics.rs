@@ -3,7 +3,6 @@
 //!
 //! A scrape reads the hub's current state (a `watch` channel): it never waits on the run.
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 use anyhow::Context;
@@ -12,6 +11,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use stampede_prom::{CONTENT_TYPE, Exposition, MetricKind};
 use tokio::net::TcpListener;
 
 use crate::alerts::AlertKind;
@@ -39,59 +39,16 @@ pub async fn serve(addr: SocketAddr, hub: LiveHub) -> anyhow::Result<SocketAddr>
 async fn scrape(State(hub): State<LiveHub>) -> impl IntoResponse {
     let state = hub.state().borrow().clone();
     let text = render(&state, hub.watchers(), hub.missed());
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        text,
-    )
-}
-
-/// A label value escaped as the text format wants it.
-fn esc(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-/// Writes metric families: HELP and TYPE once, then the samples.
-struct Families {
-    out: String,
-}
-
-impl Families {
-    fn family(&mut self, name: &str, kind: &str, help: &str) {
-        let _ = writeln!(self.out, "# HELP {name} {help}");
-        let _ = writeln!(self.out, "# TYPE {name} {kind}");
-    }
-
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
-        if !value.is_finite() {
-            return;
-        }
-        self.out.push_str(name);
-        if !labels.is_empty() {
-            self.out.push('{');
-            for (i, (k, v)) in labels.iter().enumerate() {
-                if i > 0 {
-                    self.out.push(',');
-                }
-                let _ = write!(self.out, "{k}=\"{}\"", esc(v));
-            }
-            self.out.push('}');
-        }
-        let _ = writeln!(self.out, " {value}");
-    }
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], text)
 }
 
 /// The live stats of `st` in the text format.
 pub fn render(st: &LiveState, watchers: usize, missed: u64) -> String {
-    let mut f = Families { out: String::new() };
+    let mut f = Exposition::new();
     let run = st.run.clone().unwrap_or_default();
     f.family(
         "stampede_run_info",
-        "gauge",
+        MetricKind::Gauge,
         "The run: plan, target and model (always 1).",
     );
     f.sample(
@@ -105,7 +62,7 @@ pub fn render(st: &LiveState, watchers: usize, missed: u64) -> String {
     );
     f.family(
         "stampede_running",
-        "gauge",
+        MetricKind::Gauge,
         "1 while the run goes, 0 once it ended.",
     );
     f.sample(
@@ -115,7 +72,7 @@ pub fn render(st: &LiveState, watchers: usize, missed: u64) -> String {
     );
     f.family(
         "stampede_elapsed_seconds",
-        "gauge",
+        MetricKind::Gauge,
         "Seconds since the run's first step, at the end of the latest interval.",
     );
     f.sample("stampede_elapsed_seconds", &[], st.elapsed_s());
@@ -124,27 +81,27 @@ pub fn render(st: &LiveState, watchers: usize, missed: u64) -> String {
         let labels = [("step", step.name.as_str()), ("stage", step.stage.as_str())];
         f.family(
             "stampede_step_info",
-            "gauge",
+            MetricKind::Gauge,
             "The step sending now (always 1).",
         );
         f.sample("stampede_step_info", &labels, 1.0);
         if let Some((done, left)) = st.step_progress() {
             f.family(
                 "stampede_step_remaining_seconds",
-                "gauge",
+                MetricKind::Gauge,
                 "Seconds left in the step sending now.",
             );
             f.sample("stampede_step_remaining_seconds", &labels, left);
             f.family(
                 "stampede_step_elapsed_seconds",
-                "gauge",
+                MetricKind::Gauge,
                 "Seconds done of the step sending now.",
             );
             f.sample("stampede_step_elapsed_seconds", &labels, done);
         }
         f.family(
             "stampede_rate_scale",
-            "gauge",
+            MetricKind::Gauge,
             "Factor on the planned rate of the step sending now (0 while paused).",
         );
         f.sample("stampede_rate_scale", &labels, st.scale);
@@ -182,13 +139,13 @@ pub fn render(st: &LiveState, watchers: usize, missed: u64) -> String {
         ];
         for (name, help, v) in gauges {
             if let Some(v) = v {
-                f.family(name, "gauge", help);
+                f.family(name, MetricKind::Gauge, help);
                 f.sample(name, &step, v);
             }
         }
         f.family(
             "stampede_latency_ms",
-            "gauge",
+            MetricKind::Gauge,
             "Latency percentiles in milliseconds, over the step's last 10 s (window=\"10s\") and the step so far (window=\"step\"), from merged histograms.",
         );
         for (window, lat) in [("10s", &last.window), ("step", &last.step)] {
@@ -198,13 +155,13 @@ pub fn render(st: &LiveState, watchers: usize, missed: u64) -> String {
         }
         f.family(
             "stampede_schedule_lag_p99_ms",
-            "gauge",
+            MetricKind::Gauge,
             "Schedule lag p99 of the latest interval in milliseconds: the client's own delay.",
         );
         f.sample("stampede_schedule_lag_p99_ms", &step, r.schedule_lag_p99_ms);
         f.family(
             "stampede_client_bound",
-            "gauge",
+            MetricKind::Gauge,
             "1 when the saturation guard marked the latest interval client-bound.",
         );
         f.sample(
@@ -246,14 +203,14 @@ pub fn render(st: &LiveState, watchers: usize, missed: u64) -> String {
         ];
         for (name, help, v) in resources {
             if let Some(v) = v {
-                f.family(name, "gauge", help);
+                f.family(name, MetricKind::Gauge, help);
                 f.sample(name, &[], v);
             }
         }
         if !last.agents.is_empty() {
             f.family(
                 "stampede_agent_schedule_lag_p99_ms",
-                "gauge",
+                MetricKind::Gauge,
                 "Each agent's own schedule lag p99 in the latest interval, milliseconds.",
             );
             for a in &last.agents {
@@ -267,7 +224,7 @@ pub fn render(st: &LiveState, watchers: usize, missed: u64) -> String {
             }
             f.family(
                 "stampede_agent_cpu_percent",
-                "gauge",
+                MetricKind::Gauge,
                 "Each agent process's CPU, percent of its host's cores.",
             );
             for a in &last.agents {
@@ -277,7 +234,7 @@ pub fn render(st: &LiveState, watchers: usize, missed: u64) -> String {
             }
             f.family(
                 "stampede_agent_lost",
-                "gauge",
+                MetricKind::Gauge,
                 "1 when the agent's share of the step failed.",
             );
             for a in &last.agents {
@@ -290,7 +247,7 @@ pub fn render(st: &LiveState, watchers: usize, missed: u64) -> String {
     if !st.totals.is_empty() {
         f.family(
             "stampede_requests_total",
-            "counter",
+            MetricKind::Counter,
             "Requests of each step by outcome: sent, completed, failed, timeouts, dropped.",
         );
         for (step, t) in &st.totals {
@@ -310,7 +267,7 @@ pub fn render(st: &LiveState, watchers: usize, missed: u64) -> String {
         }
         f.family(
             "stampede_output_tokens_total",
-            "counter",
+            MetricKind::Counter,
             "Output tokens received by each step.",
         );
         for (step, t) in &st.totals {
@@ -326,7 +283,7 @@ pub fn render(st: &LiveState, watchers: usize, missed: u64) -> String {
     {
         f.family(
             "stampede_errors_total",
-            "counter",
+            MetricKind::Counter,
             "Failed requests of the step sending now, by error class.",
         );
         for (class, n) in &last.step_errors {
@@ -340,7 +297,7 @@ pub fn render(st: &LiveState, watchers: usize, missed: u64) -> String {
 
     f.family(
         "stampede_alerts_total",
-        "counter",
+        MetricKind::Counter,
         "Alerts raised since the run started, by kind.",
     );
     for k in AlertKind::ALL {
@@ -349,7 +306,7 @@ pub fn render(st: &LiveState, watchers: usize, missed: u64) -> String {
     }
     f.family(
         "stampede_alerts_firing",
-        "gauge",
+        MetricKind::Gauge,
         "Alerts firing now, by kind.",
     );
     for k in AlertKind::ALL {
@@ -358,20 +315,20 @@ pub fn render(st: &LiveState, watchers: usize, missed: u64) -> String {
     }
     f.family(
         "stampede_watchers",
-        "gauge",
+        MetricKind::Gauge,
         "`controller watch` clients attached now.",
     );
     f.sample("stampede_watchers", &[], watchers as f64);
     f.family(
         "stampede_watch_missed_total",
-        "counter",
+        MetricKind::Counter,
         "Updates lost by watchers that read too slowly.",
     );
     f.sample("stampede_watch_missed_total", &[], missed as f64);
-    f.out
+    f.into_string()
 }
 
-fn latency(f: &mut Families, step: &str, window: &str, metric: &str, p: &Percentiles) {
+fn latency(f: &mut Exposition, step: &str, window: &str, metric: &str, p: &Percentiles) {
     if p.count == 0 {
         return;
     }
