@@ -494,7 +494,7 @@ impl<'a> Console<'a> {
             Notice::FinalTable(stages) => plain::final_table(&mut &mut *out, stages),
             Notice::Findings(findings) => {
                 for f in findings {
-                    writeln!(out, "{}: {} ({})", f.severity, f.message, f.code)?;
+                    writeln!(out, "{}: {} ({})", f.severity, f.message, f.code())?;
                     if let Some(advice) = &f.suggestion {
                         writeln!(out, "  -> {advice}")?;
                     }

@@ -961,7 +961,7 @@ mod tests {
         let findings = analyse(&[s], false).findings;
         let f = findings
             .iter()
-            .find(|f| f.code == FindingCode::ClientBound)
+            .find(|f| f.code() == FindingCode::ClientBound)
             .expect("a client-bound finding");
         assert_eq!(f.severity, Severity::Critical);
         assert!(
@@ -975,7 +975,13 @@ mod tests {
                 .as_deref()
                 .is_some_and(|s| s.contains("add agents"))
         );
-        assert_eq!(f.evidence["client_cpu_peak_pct"], 95.0);
+        let stampede_results::facts::Facts::ClientBound(c) = &f.facts else {
+            panic!("{f:?}")
+        };
+        let stampede_results::facts::ClientLimit::Cpu { peak_pct, .. } = c.limit else {
+            panic!("{c:?}")
+        };
+        assert_eq!(peak_pct, Some(95.0));
     }
 
     #[tokio::test]
@@ -994,7 +1000,7 @@ mod tests {
             analyse(&[s], false)
                 .findings
                 .iter()
-                .all(|f| f.code != FindingCode::ClientBound)
+                .all(|f| f.code() != FindingCode::ClientBound)
         );
         // One busy interval in twenty is noise, not a client-bound step.
         let mut r = m.step(&step(), 0.0);

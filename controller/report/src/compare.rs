@@ -268,8 +268,8 @@ pub fn compare(a: &RunData, b: &RunData, threshold_pct: f64) -> Comparison {
         rows.push(error_row("overall", oa, ob, threshold_pct));
     }
     // The run's capacity: discrete steps, so any drop is beyond noise.
-    let qa = max_qps_within_slo(&Evidence::of(a), Lang::En, &mut Vec::new());
-    let qb = max_qps_within_slo(&Evidence::of(b), Lang::En, &mut Vec::new());
+    let qa = max_qps_within_slo(&Evidence::of(a), &mut Vec::new());
+    let qb = max_qps_within_slo(&Evidence::of(b), &mut Vec::new());
     if a.has_slo() || b.has_slo() {
         let row = match (qa, qb) {
             (Some(_), None) => Row {

@@ -182,7 +182,7 @@ fn findings<W: Write>(out: &mut W, r: &Report<'_>, l: &Labels) -> io::Result<()>
             r#"<div class="finding {0}"><p><span class="badge {0}">{1}</span><code>{2}</code></p><p>{3}</p>"#,
             f.severity,
             esc(sev),
-            f.code,
+            f.code(),
             esc(&f.message)
         )?;
         if let Some(s) = &f.suggestion {
@@ -193,7 +193,9 @@ fn findings<W: Write>(out: &mut W, r: &Report<'_>, l: &Labels) -> io::Result<()>
                 esc(s)
             )?;
         }
-        let evidence = serde_json::to_string_pretty(&f.evidence).unwrap_or_default();
+        // The facts the finding rests on, as summary.json holds them.
+        let facts = serde_json::to_value(&f.facts).unwrap_or_default();
+        let evidence = serde_json::to_string_pretty(&facts["facts"]).unwrap_or_default();
         writeln!(
             out,
             "<details><summary>{}</summary><pre>{}</pre></details></div>",

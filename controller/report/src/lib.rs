@@ -3,7 +3,9 @@
 //! The run builds them when it ends; `controller report DIR` builds them again at any time.
 //! This crate reads results and links no async runtime and no gRPC code.
 //!
-//! - [`analysis`]: findings drawn from a run's summaries and files, and the capacity read.
+//! - [`analysis`]: findings drawn from a run's summaries and files (typed facts), and the
+//!   capacity read.
+//! - [`wording`]: each finding's facts in words, in English or Chinese.
 //! - [`compare`]: two runs compared, metric by metric, against their noise.
 //! - [`i18n`]: the labels in each language, and number formatting.
 //! - [`svg`]: line charts as SVG text.
@@ -19,6 +21,7 @@ pub mod i18n;
 pub mod markdown;
 pub mod svg;
 pub mod tables;
+pub mod wording;
 
 #[cfg(test)]
 pub(crate) mod fixture;
@@ -73,7 +76,7 @@ impl<'a> Report<'a> {
     /// Analyses the run and lays out its charts.
     pub fn build(run: &'a RunData, lang: Lang) -> Self {
         let ev = Evidence::of(run);
-        let mut analysis = analyse_evidence(&ev, lang);
+        let mut analysis = wording::worded(analyse_evidence(&ev), lang);
         // Most severe first; the order within a severity is the analysis's own.
         analysis.findings.sort_by_key(|f| f.severity.rank());
         Report {
@@ -139,7 +142,7 @@ pub fn finish_run(
     lang: Lang,
 ) -> Result<Written, ReportError> {
     let run = RunData::load(dir)?;
-    summary.analysis = analyse_evidence(&Evidence::of(&run), Lang::En);
+    summary.analysis = wording::worded(analyse_evidence(&Evidence::of(&run)), Lang::En);
     let json = serde_json::to_vec_pretty(summary).map_err(|source| ReportError::Encode {
         file: "summary.json",
         source,

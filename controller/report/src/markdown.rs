@@ -29,7 +29,7 @@ pub fn write<W: Write>(out: &mut W, r: &Report<'_>) -> io::Result<()> {
     }
     for f in &r.analysis.findings {
         let sev = l.severity(f.severity);
-        writeln!(out, "- **{sev}** `{}`: {}", f.code, f.message)?;
+        writeln!(out, "- **{sev}** `{}`: {}", f.code(), f.message)?;
         if let Some(sug) = &f.suggestion {
             writeln!(out, "  - *{}*: {sug}", l.suggestion)?;
         }

@@ -220,6 +220,8 @@ pub enum FindingCode {
     QueueingBound,
     #[serde(rename = "saturated-at-lowest-load")]
     SaturatedAtLowestLoad,
+    #[serde(rename = "short-steps")]
+    ShortSteps,
     #[serde(rename = "soak-drift")]
     SoakDrift,
     #[serde(rename = "stream-backlog")]
@@ -228,7 +230,7 @@ pub enum FindingCode {
 
 impl FindingCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [FindingCode; 21] = [
+    pub const ALL: [FindingCode; 22] = [
         FindingCode::Accounting,
         FindingCode::AgentLost,
         FindingCode::AllFailed,
@@ -248,6 +250,7 @@ impl FindingCode {
         FindingCode::NoQpsWithinSlo,
         FindingCode::QueueingBound,
         FindingCode::SaturatedAtLowestLoad,
+        FindingCode::ShortSteps,
         FindingCode::SoakDrift,
         FindingCode::StreamBacklog,
     ];
@@ -274,6 +277,7 @@ impl FindingCode {
             FindingCode::NoQpsWithinSlo => "no-qps-within-slo",
             FindingCode::QueueingBound => "queueing-bound",
             FindingCode::SaturatedAtLowestLoad => "saturated-at-lowest-load",
+            FindingCode::ShortSteps => "short-steps",
             FindingCode::SoakDrift => "soak-drift",
             FindingCode::StreamBacklog => "stream-backlog",
         }

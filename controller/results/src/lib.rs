@@ -3,6 +3,7 @@
 //!
 //! - [`summary`]: summary.json, the `stampede.summary/v1` schema, written and read by the same
 //!   types.
+//! - [`facts`]: what each finding rests on, typed; the report words it.
 //! - [`kinds`]: the closed vocabularies: severity, step mode, run status, agent events, share
 //!   ends, finding codes.
 //! - [`rows`]: the rows of timeseries.csv, requests.csv and stages.csv.
@@ -17,6 +18,7 @@
 
 pub mod alert;
 pub mod exit;
+pub mod facts;
 pub mod hlog;
 pub mod kinds;
 pub mod read;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+pub use crate::facts::Facts;
 pub use crate::kinds::{AgentEventKind, FindingCode, RunStatus, Severity, ShareEnd, StepMode};
 use stampede_common::metrics::{HistogramBundle, LatencySummary, Tally};
 use stampede_common::plan::StepKind;
@@ -463,15 +464,36 @@ pub struct TargetInfo {
     pub simulator: bool,
 }
 
-/// What the analysis found, with what to change.
+/// What the analysis found: its severity and the typed facts it rests on (their tag is the
+/// code), and their wording, filled by the report crate in the run's language.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
     pub severity: Severity,
-    pub code: FindingCode,
+    #[serde(flatten)]
+    pub facts: Facts,
+    /// The facts in words (English in summary.json); empty until worded.
+    #[serde(default)]
     pub message: String,
     /// What to change, naming the knob and the numbers that triggered the finding.
+    #[serde(default)]
     pub suggestion: Option<String>,
-    pub evidence: serde_json::Value,
+}
+
+impl Finding {
+    /// A finding not yet worded.
+    pub fn new(severity: Severity, facts: Facts) -> Finding {
+        Finding {
+            severity,
+            facts,
+            message: String::new(),
+            suggestion: None,
+        }
+    }
+
+    /// The finding's code, from its facts.
+    pub fn code(&self) -> FindingCode {
+        self.facts.code()
+    }
 }
 
 /// The analysis of a run, as summary.json holds it.
@@ -583,6 +605,7 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::facts::KvCachePressure;
     use stampede_common::metrics::new_histogram;
     use stampede_common::plan::StepKind;
     type Counts = Tally;
@@ -788,10 +811,15 @@ mod tests {
                 max_qps_within_slo: Some(4.0),
                 findings: vec![Finding {
                     severity: Severity::Critical,
-                    code: FindingCode::KvCachePressure,
+                    facts: Facts::KvCachePressure(KvCachePressure {
+                        kv_cache_peak_pct: Some(99.0),
+                        column: Some("kv_cache_usage_pct".into()),
+                        at_s: Some(12.5),
+                        step: Some("steps/qps=4".into()),
+                        preemptions: 3.0,
+                    }),
                     message: "m".into(),
                     suggestion: Some("s".into()),
-                    evidence: serde_json::json!({"kv": 0.99}),
                 }],
             },
             probes: Vec::new(),
@@ -898,6 +926,9 @@ mod tests {
         let finding = &v["analysis"]["findings"][0];
         assert_eq!(finding["severity"], "critical");
         assert_eq!(finding["code"], "kv-cache-pressure");
+        assert_eq!(finding["facts"]["kv_cache_peak_pct"], 99.0);
+        assert_eq!(finding["facts"]["preemptions"], 3.0);
+        assert_eq!(finding["message"], "m");
         assert_eq!(v["agent_events"][0]["event"], "rejoined");
         assert_eq!(v["manifest"]["gpus"][0]["memory_total_bytes"], 141u64 << 30);
         assert_eq!(v["agents"][0]["clock"]["offset_us"], -5);

@@ -69,7 +69,7 @@ pub fn finish(
         .analysis
         .findings
         .iter()
-        .any(|f| f.code == FindingCode::Accounting);
+        .any(|f| f.code() == FindingCode::Accounting);
     if unaccounted {
         console.notice(&Notice::Unaccounted)?;
     }

@@ -6,12 +6,13 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::json;
-
-use super::{Evidence, finding, mean, server};
-use crate::i18n::{Lang, num, pct, tr};
+use super::{Evidence, mean, server};
 use stampede_common::stage::StepKind;
-use stampede_results::kinds::{FindingCode, Severity, StepMode};
+use stampede_results::facts::{
+    Facts, FailedCheck, Knee as KneeFacts, LoadPoint, LoadTrend, LoadUnit, MaxQpsWithinSlo, NoKnee,
+    SaturatedAtLowestLoad, Saturation, SloStep,
+};
+use stampede_results::kinds::{Severity, StepMode};
 use stampede_results::summary::{Finding, StageSummary};
 
 /// Served below this share of the sent rate, a step is past the knee.
@@ -98,73 +99,6 @@ pub fn served_rate(ev: &Evidence<'_>, i: usize) -> Option<(f64, f64)> {
         let sent: f64 = rows.iter().map(|r| r.achieved_qps * r.interval_s).sum();
         (done / secs, sent / secs)
     })
-}
-
-/// Why a step is past the knee.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Saturation {
-    /// Completions in the steady half ran below the sending rate by more than noise.
-    Shortfall { served: f64, sent: f64 },
-    /// Many requests never completed.
-    Lost { completed: u64, sent: u64 },
-    /// TTFT p99 grew past its bound.
-    Ttft { p99: f64, base: f64 },
-    /// The server shed load as errors.
-    Errors { rate: f64 },
-    /// Closed loop: more users brought no more throughput.
-    Flat {
-        rps: f64,
-        prev_rps: f64,
-        users: f64,
-        prev_users: f64,
-    },
-}
-
-impl Saturation {
-    /// The reason in words.
-    pub fn describe(&self, lang: Lang) -> String {
-        match *self {
-            Saturation::Shortfall { served, sent } => {
-                let (served, sent) = (num(served), num(sent));
-                tr!(
-                    lang,
-                    "completions ran at {served}/s against {sent}/s sent",
-                    "完成速率为 {served}/秒，而发送速率为 {sent}/秒"
-                )
-            }
-            Saturation::Lost { completed, sent } => tr!(
-                lang,
-                "only {completed} of {sent} requests completed",
-                "{sent} 个请求中仅完成 {completed} 个"
-            ),
-            Saturation::Ttft { p99, base } => {
-                let (p99, base) = (num(p99), num(base));
-                tr!(
-                    lang,
-                    "TTFT p99 rose to {p99} ms from {base} ms at the lowest load",
-                    "TTFT p99 从最低负载时的 {base} 毫秒升至 {p99} 毫秒"
-                )
-            }
-            Saturation::Errors { rate } => {
-                let rate = pct(rate);
-                tr!(lang, "{rate} of requests failed", "{rate} 的请求失败")
-            }
-            Saturation::Flat {
-                rps,
-                prev_rps,
-                users,
-                prev_users,
-            } => {
-                let (rps, prev_rps, users, prev_users) =
-                    (num(rps), num(prev_rps), num(users), num(prev_users));
-                tr!(
-                    lang,
-                    "throughput stayed at {rps}/s ({prev_rps}/s with {prev_users} users) though users rose to {users}",
-                    "并发从 {prev_users} 增至 {users}，吞吐却停在 {rps}/秒（之前为 {prev_rps}/秒）"
-                )
-            }
-        }
-    }
 }
 
 /// Whether step `i` is past the knee, against the group's lowest-load step `base` and the
@@ -263,10 +197,46 @@ pub fn knees(ev: &Evidence<'_>) -> Vec<Knee> {
         .collect()
 }
 
+/// Share of the highest passing rate to plan production for: 20% headroom.
+const PLAN_SHARE: f64 = 0.8;
+
+/// The unit of a group's load.
+fn unit(closed: bool) -> LoadUnit {
+    if closed {
+        LoadUnit::Users
+    } else {
+        LoadUnit::Qps
+    }
+}
+
+/// A step's failed thresholds.
+fn failed_checks(s: &StageSummary) -> Vec<FailedCheck> {
+    s.slo
+        .checks
+        .iter()
+        .filter(|c| !c.pass)
+        .map(|c| FailedCheck {
+            check: c.name.clone(),
+            value: c.value,
+            limit: c.limit,
+            bound: c.bound,
+        })
+        .collect()
+}
+
+fn slo_step(s: &StageSummary) -> SloStep {
+    SloStep {
+        step: s.name.clone(),
+        qps: s.offered_qps.unwrap_or(0.0),
+        failed: failed_checks(s),
+    }
+}
+
 /// The highest offered rate that met every SLO: what a capacity search found when the plan
 /// had one, else walking the steps up from the lowest rate (a rate above a failing one is not
-/// counted, since passing there was luck). Adds its finding.
-pub fn max_qps_within_slo(ev: &Evidence<'_>, lang: Lang, out: &mut Vec<Finding>) -> Option<f64> {
+/// counted, since passing there was luck). Adds its finding, whose rate to plan for agrees
+/// with the knee when throughput stopped following the load first.
+pub fn max_qps_within_slo(ev: &Evidence<'_>, out: &mut Vec<Finding>) -> Option<f64> {
     let searched = ev
         .probes
         .iter()
@@ -276,10 +246,12 @@ pub fn max_qps_within_slo(ev: &Evidence<'_>, lang: Lang, out: &mut Vec<Finding>)
     if !ev.has_slo && searched.is_none() {
         return None;
     }
+    // Only steps whose rate is what their stage varies say which rate the SLO allows: a sweep
+    // of lengths at one rate, a soak or a limit test hold the rate for other reasons.
     let mut open: Vec<&StageSummary> = ev
         .stages
         .iter()
-        .filter(|s| s.offered_qps.is_some() && !s.slo.checks.is_empty())
+        .filter(|s| s.offered_qps.is_some() && !s.slo.checks.is_empty() && varies_load(s.kind))
         .collect();
     open.sort_by(|a, b| {
         a.offered_qps
@@ -290,26 +262,6 @@ pub fn max_qps_within_slo(ev: &Evidence<'_>, lang: Lang, out: &mut Vec<Finding>)
     let passing = &open[..first_fail.unwrap_or(open.len())];
     let walked = passing.last().and_then(|s| s.offered_qps);
     let best = searched.or(walked);
-    let failed_checks = |s: &StageSummary| -> Vec<serde_json::Value> {
-        s.slo
-            .checks
-            .iter()
-            .filter(|c| !c.pass)
-            .map(|c| json!({ "check": c.name, "value": c.value, "limit": c.limit }))
-            .collect()
-    };
-    let fail_text = |s: &StageSummary| -> String {
-        s.slo
-            .checks
-            .iter()
-            .filter(|c| !c.pass)
-            .map(|c| {
-                let value = c.value.map_or_else(|| "-".to_string(), num);
-                format!("{} {} > {}", c.name, value, num(c.limit))
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     let failing = first_fail.map(|k| open[k]);
     let lucky: Vec<f64> = first_fail
         .map(|k| {
@@ -322,135 +274,70 @@ pub fn max_qps_within_slo(ev: &Evidence<'_>, lang: Lang, out: &mut Vec<Finding>)
         .unwrap_or_default();
     match (best, failing) {
         (Some(q), failing) => {
-            let q_text = num(q);
-            let step = passing.last().map(|s| s.name.clone());
-            let suggestion = match failing {
-                Some(f) => {
-                    let (fq, why) = (num(f.offered_qps.unwrap_or(0.0)), fail_text(f));
-                    let plan = num(q * 0.8);
-                    tr!(
-                        lang,
-                        "at {fq} requests/s the SLO failed ({why}); plan production for about {plan} requests/s per deployment (80% headroom) and add replicas beyond that",
-                        "在 {fq} 请求/秒时 SLO 未通过（{why}）；生产环境建议按每套部署约 {plan} 请求/秒规划（预留 20% 余量），更高负载需增加副本"
-                    )
-                }
-                None => tr!(
-                    lang,
-                    "every step met the SLO: extend the steps above {q_text} requests/s to find the limit",
-                    "所有阶段都满足 SLO：请把阶段负载提高到 {q_text} 请求/秒以上以找到上限"
-                ),
-            };
-            out.push(finding(
+            let knee_below = knees(ev)
+                .into_iter()
+                .filter(|k| !k.closed && k.first_saturated.is_some())
+                .filter_map(|k| k.knee.map(|(_, load)| load))
+                .filter(|&load| load < q)
+                .reduce(f64::min);
+            let plan_qps = knee_below.map_or(PLAN_SHARE * q, |k| k.min(PLAN_SHARE * q));
+            out.push(Finding::new(
                 Severity::Info,
-                FindingCode::MaxQpsWithinSlo,
-                tr!(
-                    lang,
-                    "the highest offered rate that met every SLO was {q_text} requests/s",
-                    "满足全部 SLO 的最高目标负载为 {q_text} 请求/秒"
-                ),
-                Some(suggestion),
-                json!({
-                    "qps": q,
-                    "step": step,
-                    "first_failing": failing.map(|f| json!({
-                        "step": f.name, "qps": f.offered_qps, "failed": failed_checks(f),
-                    })),
-                    "passed_above_a_failure": lucky,
-                    "capacity_search": searched,
+                Facts::MaxQpsWithinSlo(MaxQpsWithinSlo {
+                    qps: q,
+                    step: passing.last().map(|s| s.name.clone()),
+                    first_failing: failing.map(slo_step),
+                    passed_above_a_failure: lucky,
+                    capacity_search: searched,
+                    plan_qps,
+                    knee_below,
                 }),
             ));
         }
-        (None, Some(f)) => {
-            let (fq, why) = (num(f.offered_qps.unwrap_or(0.0)), fail_text(f));
-            out.push(finding(
-                Severity::Warning,
-                FindingCode::NoQpsWithinSlo,
-                tr!(
-                    lang,
-                    "no step met every SLO: even the lowest rate, {fq} requests/s, failed ({why})",
-                    "没有任何阶段满足全部 SLO：即使最低的 {fq} 请求/秒也未通过（{why}）"
-                ),
-                Some(tr!(
-                    lang,
-                    "start the steps lower to find the rate the SLO allows, or relax the SLO if the single-request latency already exceeds it",
-                    "从更低的负载开始测试以找到 SLO 允许的负载；如果单请求延迟已超过 SLO，则需放宽 SLO"
-                )),
-                json!({ "step": f.name, "qps": f.offered_qps, "failed": failed_checks(f) }),
-            ));
-        }
+        (None, Some(f)) => out.push(Finding::new(
+            Severity::Warning,
+            Facts::NoQpsWithinSlo(slo_step(f)),
+        )),
         (None, None) => {}
     }
     best
 }
 
 /// The knee of each stage with several loads, or that there is none in range.
-pub fn knee_findings(ev: &Evidence<'_>, lang: Lang, out: &mut Vec<Finding>) {
+pub fn knee_findings(ev: &Evidence<'_>, out: &mut Vec<Finding>) {
     for k in knees(ev) {
-        let stage = &k.stage;
-        let unit = if k.closed {
-            tr!(lang, "users", "并发")
-        } else {
-            tr!(lang, "requests/s", "请求/秒")
-        };
-        match (&k.knee, &k.first_saturated) {
-            (Some((ki, kl)), Some((si, sl, why))) => {
-                let (kl_text, sl_text, reason) = (num(*kl), num(*sl), why.describe(lang));
-                out.push(finding(
-                    Severity::Info,
-                    FindingCode::Knee,
-                    tr!(
-                        lang,
-                        "{stage}: the knee is at {kl_text} {unit}: at {sl_text} {unit} {reason}",
-                        "{stage}：拐点在 {kl_text} {unit}；到 {sl_text} {unit} 时{reason}"
-                    ),
-                    Some(tr!(
-                        lang,
-                        "keep the load at or below {kl_text} {unit} per deployment; to move the knee, see the queueing- or decode-bound findings (max_num_seqs, chunked prefill) or add replicas",
-                        "每套部署的负载应不超过 {kl_text} {unit}；若要提高拐点，参考排队瓶颈或解码瓶颈的结论（max_num_seqs、chunked prefill），或增加副本"
-                    )),
-                    json!({
-                        "stage": k.stage, "knee": kl, "knee_step": ev.stages[*ki].name,
-                        "saturated_at": sl, "saturated_step": ev.stages[*si].name,
-                        "reason": format!("{why:?}"),
-                    }),
-                ));
-            }
-            (None, Some((si, sl, why))) => {
-                let (sl_text, reason) = (num(*sl), why.describe(lang));
-                out.push(finding(
-                    Severity::Warning,
-                    FindingCode::SaturatedAtLowestLoad,
-                    tr!(
-                        lang,
-                        "{stage}: even the lowest load, {sl_text} {unit}, was past the knee: {reason}",
-                        "{stage}：即使最低负载 {sl_text} {unit} 也已越过拐点：{reason}"
-                    ),
-                    Some(tr!(
-                        lang,
-                        "start the steps well below {sl_text} {unit} to find where the service saturates",
-                        "请从远低于 {sl_text} {unit} 的负载开始，找到服务饱和的位置"
-                    )),
-                    json!({ "stage": k.stage, "step": ev.stages[*si].name, "load": sl, "reason": format!("{why:?}") }),
-                ));
-            }
-            (Some((_, kl)), None) => {
-                let kl_text = num(*kl);
-                out.push(finding(
-                    Severity::Info,
-                    FindingCode::NoKnee,
-                    tr!(
-                        lang,
-                        "{stage}: throughput followed the load up to {kl_text} {unit}; the knee is above the highest step",
-                        "{stage}：吞吐一直随负载增长到 {kl_text} {unit}；拐点高于最高一级负载"
-                    ),
-                    Some(tr!(
-                        lang,
-                        "extend the steps above {kl_text} {unit} to find the knee",
-                        "把负载阶梯提高到 {kl_text} {unit} 以上以找到拐点"
-                    )),
-                    json!({ "stage": k.stage, "highest": kl }),
-                ));
-            }
+        let (stage, unit) = (k.stage.clone(), unit(k.closed));
+        match (k.knee, k.first_saturated) {
+            (Some((ki, kl)), Some((si, sl, why))) => out.push(Finding::new(
+                Severity::Info,
+                Facts::Knee(KneeFacts {
+                    stage,
+                    unit,
+                    knee: kl,
+                    knee_step: ev.stages[ki].name.clone(),
+                    saturated_at: sl,
+                    saturated_step: ev.stages[si].name.clone(),
+                    why,
+                }),
+            )),
+            (None, Some((si, sl, why))) => out.push(Finding::new(
+                Severity::Warning,
+                Facts::SaturatedAtLowestLoad(SaturatedAtLowestLoad {
+                    stage,
+                    unit,
+                    step: ev.stages[si].name.clone(),
+                    load: sl,
+                    why,
+                }),
+            )),
+            (Some((_, kl)), None) => out.push(Finding::new(
+                Severity::Info,
+                Facts::NoKnee(NoKnee {
+                    stage,
+                    unit,
+                    highest: kl,
+                }),
+            )),
             (None, None) => {}
         }
     }
@@ -464,8 +351,10 @@ fn batch_of(ev: &Evidence<'_>, i: usize) -> Option<f64> {
 }
 
 /// Queueing-bound (TTFT climbs, TPOT flat) and decode-bound (TPOT climbs with the batch).
-pub fn queueing_and_decode(ev: &Evidence<'_>, lang: Lang, out: &mut Vec<Finding>) {
-    let waiting_peak = server::peak_of(ev.resources, server::ColumnKind::Waiting);
+pub fn queueing_and_decode(ev: &Evidence<'_>, out: &mut Vec<Finding>) {
+    // A queue of zero is no evidence: only a server that reported waiting requests is quoted.
+    let waiting_peak =
+        server::peak_of(ev.resources, server::ColumnKind::Waiting).filter(|w| *w > 0.0);
     for g in load_groups(ev.stages) {
         let served: Vec<(usize, f64)> = g
             .steps
@@ -473,99 +362,52 @@ pub fn queueing_and_decode(ev: &Evidence<'_>, lang: Lang, out: &mut Vec<Finding>
             .copied()
             .filter(|(i, _)| ev.stages[*i].ttft_ms.count > 0 && ev.stages[*i].tpot_ms.count > 0)
             .collect();
-        let (Some(&(lo, lo_load)), Some(&(hi, hi_load))) = (served.first(), served.last()) else {
+        let (Some(&(lo, _)), Some(&(hi, _))) = (served.first(), served.last()) else {
             continue;
         };
         if lo == hi {
             continue;
         }
-        let stage = &g.stage;
-        let (l, h) = (&ev.stages[lo], &ev.stages[hi]);
-        let rows: Vec<serde_json::Value> = served
-            .iter()
-            .map(|&(i, load)| {
-                let s = &ev.stages[i];
-                json!({
-                    "step": s.name, "load": load, "ttft_p50_ms": s.ttft_ms.p50,
-                    "tpot_p50_ms": s.tpot_ms.p50, "in_flight_mean": batch_of(ev, i),
-                })
-            })
-            .collect();
-        let unit = if g.closed {
-            tr!(lang, "users", "并发")
-        } else {
-            tr!(lang, "req/s", "请求/秒")
+        let point = |(i, load): (usize, f64)| {
+            let s = &ev.stages[i];
+            LoadPoint {
+                step: s.name.clone(),
+                load,
+                ttft_p50_ms: s.ttft_ms.p50,
+                tpot_p50_ms: s.tpot_ms.p50,
+                in_flight_mean: batch_of(ev, i),
+            }
         };
+        let steps: Vec<LoadPoint> = served.iter().copied().map(point).collect();
+        let (low, high) = (&steps[0], &steps[steps.len() - 1]);
         // The step with the highest TTFT: the queue may peak before the highest load.
-        let (peak, peak_load) = served
+        let peak = steps
             .iter()
-            .copied()
-            .max_by(|a, b| {
-                ev.stages[a.0]
-                    .ttft_ms
-                    .p50
-                    .total_cmp(&ev.stages[b.0].ttft_ms.p50)
-            })
-            .unwrap_or((hi, hi_load));
-        let p = &ev.stages[peak];
-        if p.ttft_ms.p50 >= QUEUE_TTFT * l.ttft_ms.p50
-            && p.ttft_ms.p50 - l.ttft_ms.p50 >= QUEUE_TTFT_MS
-            && p.tpot_ms.p50 <= FLAT_TPOT * l.tpot_ms.p50
+            .max_by(|a, b| a.ttft_p50_ms.total_cmp(&b.ttft_p50_ms))
+            .unwrap_or(high);
+        let trend = |high: &LoadPoint, waiting_peak: Option<f64>| LoadTrend {
+            stage: g.stage.clone(),
+            unit: unit(g.closed),
+            low: low.clone(),
+            high: high.clone(),
+            steps: steps.clone(),
+            waiting_peak,
+        };
+        if peak.ttft_p50_ms >= QUEUE_TTFT * low.ttft_p50_ms
+            && peak.ttft_p50_ms - low.ttft_p50_ms >= QUEUE_TTFT_MS
+            && peak.tpot_p50_ms <= FLAT_TPOT * low.tpot_p50_ms
         {
-            let (t0, t1, d0, d1) = (
-                num(l.ttft_ms.p50),
-                num(p.ttft_ms.p50),
-                num(l.tpot_ms.p50),
-                num(p.tpot_ms.p50),
-            );
-            let (a, b) = (num(lo_load), num(peak_load));
-            let waiting = waiting_peak.map_or_else(String::new, |w| {
-                let w = num(w);
-                tr!(
-                    lang,
-                    "; up to {w} requests waited in the server's queue",
-                    "；服务端排队请求最多达 {w} 个"
-                )
-            });
-            out.push(finding(
+            out.push(Finding::new(
                 Severity::Warning,
-                FindingCode::QueueingBound,
-                tr!(
-                    lang,
-                    "{stage}: TTFT p50 rose from {t0} ms at {a} {unit} to {t1} ms at {b} {unit} while TPOT p50 stayed at {d0}-{d1} ms: requests wait for admission or prefill, not for decoding{waiting}",
-                    "{stage}：TTFT p50 从 {a} {unit} 时的 {t0} 毫秒升到 {b} {unit} 时的 {t1} 毫秒，而 TPOT p50 保持在 {d0}-{d1} 毫秒：请求在等待调度或预填充（prefill），而不是解码{waiting}"
-                ),
-                Some(tr!(
-                    lang,
-                    "the engine runs out of batch slots or prefill budget: raise max_num_seqs if the KV cache has room, enable chunked prefill (--enable-chunked-prefill) and raise --max-num-batched-tokens, turn on prefix caching when prompts share a prefix, or add replicas; TPOT leaves room to batch more",
-                    "引擎的批次槽位或预填充预算不足：若 KV 缓存有余量可调大 max_num_seqs，开启 chunked prefill（--enable-chunked-prefill）并调大 --max-num-batched-tokens，提示词有公共前缀时开启 prefix caching，或增加副本；TPOT 仍有余量可承载更大批次"
-                )),
-                json!({ "stage": g.stage, "steps": rows, "waiting_peak": waiting_peak }),
+                Facts::QueueingBound(trend(peak, waiting_peak)),
             ));
         }
-        if h.tpot_ms.p50 >= DECODE_TPOT * l.tpot_ms.p50
-            && h.tpot_ms.p50 - l.tpot_ms.p50 >= DECODE_TPOT_MS
+        if high.tpot_p50_ms >= DECODE_TPOT * low.tpot_p50_ms
+            && high.tpot_p50_ms - low.tpot_p50_ms >= DECODE_TPOT_MS
         {
-            let (d0, d1) = (num(l.tpot_ms.p50), num(h.tpot_ms.p50));
-            let (b0, b1) = (
-                batch_of(ev, lo).map_or_else(|| "-".into(), num),
-                batch_of(ev, hi).map_or_else(|| "-".into(), num),
-            );
-            let (a, b) = (num(lo_load), num(hi_load));
-            out.push(finding(
+            out.push(Finding::new(
                 Severity::Warning,
-                FindingCode::DecodeBound,
-                tr!(
-                    lang,
-                    "{stage}: TPOT p50 rose from {d0} ms at {a} {unit} ({b0} in flight) to {d1} ms at {b} {unit} ({b1} in flight): each decode step slows as the batch grows",
-                    "{stage}：TPOT p50 从 {a} {unit}（进行中 {b0} 个）时的 {d0} 毫秒升至 {b} {unit}（进行中 {b1} 个）时的 {d1} 毫秒：批次越大，每步解码越慢"
-                ),
-                Some(tr!(
-                    lang,
-                    "decoding is memory-bandwidth bound at this batch: cap the batch with max_num_seqs to hold TPOT near {d0} ms (at some throughput), shorten max_tokens, use speculative decoding or FP8 weights and KV cache, or add replicas / tensor parallelism",
-                    "在该批次规模下解码受显存带宽限制：用 max_num_seqs 限制批次以把 TPOT 保持在 {d0} 毫秒附近（牺牲部分吞吐），减小 max_tokens，使用投机解码或 FP8 权重与 KV 缓存，或增加副本/张量并行"
-                )),
-                json!({ "stage": g.stage, "steps": rows }),
+                Facts::DecodeBound(trend(high, None)),
             ));
         }
     }
@@ -585,9 +427,10 @@ pub fn knee_by_stage(ev: &Evidence<'_>) -> BTreeMap<String, f64> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::Evidence;
     use super::super::testing::*;
-    use super::super::{Evidence, analyse_evidence};
     use super::*;
+    use stampede_results::kinds::FindingCode;
 
     fn steps_with_queueing() -> Vec<StageSummary> {
         let mut v: Vec<StageSummary> = [4.0, 8.0, 16.0]
@@ -609,18 +452,22 @@ mod tests {
             .into_iter()
             .map(|s| with_slo(s, "ttft_p99", 1500.0))
             .collect();
-        let a = analyse_evidence(&Evidence::stages_only(&v, true), Lang::En);
+        let a = analysed(&Evidence::stages_only(&v, true));
         assert_eq!(a.max_qps_within_slo, Some(8.0));
         let f = &a.findings[0];
-        assert_eq!(f.code, FindingCode::MaxQpsWithinSlo);
-        assert_eq!(f.evidence["passed_above_a_failure"], json!([32.0]));
+        assert_eq!(f.code(), FindingCode::MaxQpsWithinSlo);
+        let Facts::MaxQpsWithinSlo(m) = &f.facts else {
+            panic!("{f:?}")
+        };
+        assert_eq!(m.passed_above_a_failure, vec![32.0]);
+        assert_eq!((m.plan_qps, m.knee_below), (6.4, None));
         let advice = f.suggestion.as_deref().unwrap();
         assert!(
             advice.contains("ttft_p99 2400 > 1500") && advice.contains("6.4"),
             "{advice}"
         );
         // Without thresholds there is no such number.
-        let a = analyse_evidence(&Evidence::stages_only(&v, false), Lang::En);
+        let a = analysed(&Evidence::stages_only(&v, false));
         assert_eq!(a.max_qps_within_slo, None);
         assert!(!codes(&a).contains(&"max-qps-within-slo"));
     }
@@ -631,7 +478,7 @@ mod tests {
             .into_iter()
             .map(|s| with_slo(s, "ttft_p99", 10.0))
             .collect();
-        let a = analyse_evidence(&Evidence::stages_only(&v, true), Lang::En);
+        let a = analysed(&Evidence::stages_only(&v, true));
         assert!(codes(&a).contains(&"no-qps-within-slo"), "{:?}", codes(&a));
     }
 
@@ -646,14 +493,14 @@ mod tests {
             k[0].first_saturated,
             Some((2, 16.0, Saturation::Ttft { .. }))
         ));
-        let a = analyse_evidence(&ev, Lang::En);
+        let a = analysed(&ev);
         assert!(codes(&a).contains(&"knee"), "{:?}", codes(&a));
         // Flat latency: no knee in range, and it says so.
         let flat: Vec<StageSummary> = [4.0, 8.0]
             .iter()
             .map(|&q| open_step("steps", q, 20.0))
             .collect();
-        let a = analyse_evidence(&Evidence::stages_only(&flat, false), Lang::En);
+        let a = analysed(&Evidence::stages_only(&flat, false));
         assert_eq!(codes(&a), vec!["no-knee"]);
     }
 
@@ -675,14 +522,14 @@ mod tests {
     #[test]
     fn ttft_climbing_with_flat_tpot_is_queueing_bound_and_not_decode_bound() {
         let v = steps_with_queueing();
-        let a = analyse_evidence(&Evidence::stages_only(&v, false), Lang::En);
+        let a = analysed(&Evidence::stages_only(&v, false));
         let c = codes(&a);
         assert!(c.contains(&"queueing-bound"), "{c:?}");
         assert!(!c.contains(&"decode-bound"), "{c:?}");
         let f = a
             .findings
             .iter()
-            .find(|f| f.code == FindingCode::QueueingBound)
+            .find(|f| f.code() == FindingCode::QueueingBound)
             .unwrap();
         assert!(
             f.message
@@ -696,10 +543,7 @@ mod tests {
             .iter()
             .map(|&q| open_step("steps", q, 20.0))
             .collect();
-        let c = codes(&analyse_evidence(
-            &Evidence::stages_only(&flat, false),
-            Lang::En,
-        ));
+        let c = codes(&analysed(&Evidence::stages_only(&flat, false)));
         assert!(
             !c.contains(&"queueing-bound") && !c.contains(&"decode-bound"),
             "{c:?}"
@@ -715,11 +559,11 @@ mod tests {
         ];
         v[1].tpot_ms = lat(100, 14.0, 16.0);
         v[2].tpot_ms = lat(100, 22.0, 25.0);
-        let a = analyse_evidence(&Evidence::stages_only(&v, false), Lang::En);
+        let a = analysed(&Evidence::stages_only(&v, false));
         let f = a
             .findings
             .iter()
-            .find(|f| f.code == FindingCode::DecodeBound)
+            .find(|f| f.code() == FindingCode::DecodeBound)
             .expect("decode-bound");
         assert!(
             f.message.contains("(1 in flight)") && f.message.contains("(32 in flight)"),

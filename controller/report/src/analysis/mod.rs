@@ -1,32 +1,38 @@
 //! Findings drawn from a run: what the numbers mean and what to change. Each finding carries
-//! its evidence (the numbers that raised it) and a suggestion naming the knob to turn.
+//! the typed facts that raised it; its words are the report's.
 //!
 //! - [`steps`]: per-step checks: failures, client-bound, token accounting, drops.
 //! - [`capacity`]: the maximum QPS within the SLO, the knee, queueing- and decode-bound.
 //! - [`server`]: from resources.csv when present: KV-cache pressure, GPU idle.
 //! - [`stability`]: error bursts, soak drift, fluctuation.
 //! - [`agents`]: agents lost during the run, and whether they came back.
+//! - [`consistency`]: the findings checked against each other.
 //!
-//! At the end of a run the runner has only the step summaries ([`analyse`]); the report reads
-//! the whole results folder and draws every finding ([`analyse_evidence`]).
+//! Each finding is its typed facts ([`stampede_results::facts`]); the words, in English or
+//! Chinese, are the report's ([`crate::wording`]). At the end of a run the runner has only the
+//! step summaries ([`analyse`]); the report reads the whole results folder and draws every
+//! finding ([`analyse_evidence`]).
 
 pub mod agents;
 pub mod capacity;
+pub mod consistency;
 pub mod server;
+#[cfg(test)]
+mod situations;
 pub mod stability;
 pub mod steps;
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
 use stampede_common::probe::ProbeResult;
 
 pub use self::steps::{CLIENT_BOUND_LAG_MS, is_client_bound};
 use crate::i18n::Lang;
-use stampede_results::kinds::{AgentEventKind, FindingCode, Severity};
+use crate::wording::worded;
+use stampede_results::kinds::AgentEventKind;
 use stampede_results::read::{MetricHistory, RunData, step_starts};
 use stampede_results::rows::TimeseriesRow;
-use stampede_results::summary::{AgentEventRecord, Analysis, Finding, StageSummary};
+use stampede_results::summary::{AgentEventRecord, Analysis, StageSummary};
 use stampede_results::table::NumericTable;
 
 /// What the analysis reads: the step summaries (warm-ups left out), and what else the results
@@ -111,45 +117,32 @@ impl<'a> Evidence<'a> {
     }
 }
 
-/// Draws the findings of a run from its step summaries alone, in English: what the runner
-/// can say before the report reads the folder.
+/// Draws the findings of a run from its step summaries alone, worded in English: what the
+/// runner can say before the report reads the folder.
 pub fn analyse(steps: &[StageSummary], has_slo: bool) -> Analysis {
-    analyse_evidence(&Evidence::stages_only(steps, has_slo), Lang::En)
+    worded(
+        analyse_evidence(&Evidence::stages_only(steps, has_slo)),
+        Lang::En,
+    )
 }
 
-/// Draws every finding the evidence supports, in `lang`.
-pub fn analyse_evidence(ev: &Evidence<'_>, lang: Lang) -> Analysis {
+/// Draws every finding the evidence supports, as facts not yet worded.
+pub fn analyse_evidence(ev: &Evidence<'_>) -> Analysis {
     let mut findings = Vec::new();
-    let max_qps_within_slo = capacity::max_qps_within_slo(ev, lang, &mut findings);
-    capacity::knee_findings(ev, lang, &mut findings);
-    capacity::queueing_and_decode(ev, lang, &mut findings);
-    server::kv_cache_pressure(ev, lang, &mut findings);
-    server::gpu_idle(ev, lang, &mut findings);
-    steps::per_step(ev, lang, &mut findings);
-    stability::error_bursts(ev, lang, &mut findings);
-    stability::soak_drift(ev, lang, &mut findings);
-    stability::fluctuation(ev, lang, &mut findings);
-    agents::lost(ev, lang, &mut findings);
+    let max_qps_within_slo = capacity::max_qps_within_slo(ev, &mut findings);
+    capacity::knee_findings(ev, &mut findings);
+    capacity::queueing_and_decode(ev, &mut findings);
+    server::kv_cache_pressure(ev, &mut findings);
+    server::gpu_idle(ev, &mut findings);
+    steps::per_step(ev, &mut findings);
+    steps::short_steps(ev, &mut findings);
+    stability::error_bursts(ev, &mut findings);
+    stability::soak_drift(ev, &mut findings);
+    stability::fluctuation(ev, &mut findings);
+    agents::lost(ev, &mut findings);
     Analysis {
         max_qps_within_slo,
         findings,
-    }
-}
-
-/// A finding; `suggestion` names the knob and the numbers.
-pub(crate) fn finding(
-    severity: Severity,
-    code: FindingCode,
-    message: String,
-    suggestion: Option<String>,
-    evidence: Value,
-) -> Finding {
-    Finding {
-        severity,
-        code,
-        message,
-        suggestion,
-        evidence,
     }
 }
 
@@ -248,6 +241,19 @@ pub(crate) mod testing {
 
     /// The codes of some findings.
     pub fn codes(a: &stampede_results::summary::Analysis) -> Vec<&'static str> {
-        a.findings.iter().map(|f| f.code.as_str()).collect()
+        a.findings.iter().map(|f| f.code().as_str()).collect()
+    }
+
+    /// Every finding of the evidence, worded in English.
+    pub fn analysed(ev: &super::Evidence<'_>) -> stampede_results::summary::Analysis {
+        analysed_in(ev, crate::i18n::Lang::En)
+    }
+
+    /// Every finding of the evidence, worded in `lang`.
+    pub fn analysed_in(
+        ev: &super::Evidence<'_>,
+        lang: crate::i18n::Lang,
+    ) -> stampede_results::summary::Analysis {
+        crate::wording::worded(super::analyse_evidence(ev), lang)
     }
 }

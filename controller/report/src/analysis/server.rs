@@ -4,12 +4,10 @@
 //! Columns are recognised by name ([`classify`]), so vLLM's, SGLang's and the samplers' own
 //! names all count (`vllm:kv_cache_usage_perc`, `gpu0_util_pct`, ...).
 
-use serde_json::json;
-
 use super::capacity::load_groups;
-use super::{Evidence, finding, mean};
-use crate::i18n::{Lang, num, tr};
-use stampede_results::kinds::{FindingCode, Severity};
+use super::{Evidence, mean};
+use stampede_results::facts::{Facts, GpuIdle, IdleStep, KvCachePressure};
+use stampede_results::kinds::Severity;
 use stampede_results::summary::Finding;
 use stampede_results::table::NumericTable;
 
@@ -111,7 +109,7 @@ pub fn percent_factor(t: &NumericTable, column: usize) -> f64 {
 }
 
 /// KV cache at or near full, or requests preempted.
-pub fn kv_cache_pressure(ev: &Evidence<'_>, lang: Lang, out: &mut Vec<Finding>) {
+pub fn kv_cache_pressure(ev: &Evidence<'_>, out: &mut Vec<Finding>) {
     let Some(t) = ev.resources else { return };
     let windows = ev.windows();
     let step_at = |time: f64| {
@@ -167,31 +165,14 @@ pub fn kv_cache_pressure(ev: &Evidence<'_>, lang: Lang, out: &mut Vec<Finding>) 
     if full.is_none() && preempted < 1.0 {
         return;
     }
-    let usage = peak.as_ref().map_or_else(|| "-".into(), |p| num(p.0));
-    let when = peak
-        .as_ref()
-        .and_then(|p| step_at(p.1))
-        .unwrap_or_else(|| "-".into());
-    let preempted_text = num(preempted);
-    out.push(finding(
+    out.push(Finding::new(
         Severity::Warning,
-        FindingCode::KvCachePressure,
-        tr!(
-            lang,
-            "the KV cache reached {usage}% (during {when}) and {preempted_text} requests were preempted: the batch is limited by KV-cache memory",
-            "KV 缓存使用率达到 {usage}%（{when} 阶段），{preempted_text} 个请求被抢占：批次规模受 KV 缓存显存限制"
-        ),
-        Some(tr!(
-            lang,
-            "give the cache more memory (--gpu-memory-utilization), or need less of it: lower max_num_seqs or max_model_len, shorten max_tokens, enable prefix caching when prompts share a prefix, use an FP8 KV cache (--kv-cache-dtype fp8); or add replicas / tensor parallelism",
-            "为 KV 缓存分配更多显存（--gpu-memory-utilization），或减少其占用：调小 max_num_seqs 或 max_model_len，减小 max_tokens，提示词有公共前缀时开启 prefix caching，使用 FP8 KV 缓存（--kv-cache-dtype fp8）；或增加副本/张量并行"
-        )),
-        json!({
-            "kv_cache_peak_pct": peak.as_ref().map(|p| p.0),
-            "column": peak.as_ref().map(|p| p.2.clone()),
-            "at_s": peak.as_ref().map(|p| p.1),
-            "step": when,
-            "preemptions": preempted,
+        Facts::KvCachePressure(KvCachePressure {
+            kv_cache_peak_pct: peak.as_ref().map(|p| p.0),
+            column: peak.as_ref().map(|p| p.2.clone()),
+            at_s: peak.as_ref().map(|p| p.1),
+            step: peak.as_ref().and_then(|p| step_at(p.1)),
+            preemptions: preempted,
         }),
     ));
 }
@@ -230,7 +211,7 @@ fn high_latency_steps(ev: &Evidence<'_>) -> Vec<usize> {
 }
 
 /// The GPU mostly idle in a step whose latency is high.
-pub fn gpu_idle(ev: &Evidence<'_>, lang: Lang, out: &mut Vec<Finding>) {
+pub fn gpu_idle(ev: &Evidence<'_>, out: &mut Vec<Finding>) {
     let Some(t) = ev.resources else { return };
     let gpu = columns_of(t, ColumnKind::GpuUtil);
     if gpu.is_empty() {
@@ -274,40 +255,31 @@ pub fn gpu_idle(ev: &Evidence<'_>, lang: Lang, out: &mut Vec<Finding>) {
         );
         idle.push((i, u, cpu_mean));
     }
-    let Some(&(i, u, cpu_mean)) = idle.first() else {
+    if idle.is_empty() {
         return;
-    };
-    let s = &ev.stages[i];
-    let (name, u_text, ttft) = (&s.name, num(u), num(s.ttft_ms.p99));
-    let cpu_text = cpu_mean.map_or_else(|| "-".into(), num);
-    let lag = num(s.schedule_lag_ms.p99);
-    out.push(finding(
+    }
+    let steps = idle
+        .into_iter()
+        .map(|(i, u, cpu_mean)| IdleStep {
+            step: ev.stages[i].name.clone(),
+            gpu_util_mean_pct: u,
+            cpu_mean_pct: cpu_mean,
+            ttft_p99_ms: ev.stages[i].ttft_ms.p99,
+            schedule_lag_p99_ms: ev.stages[i].schedule_lag_ms.p99,
+        })
+        .collect();
+    out.push(Finding::new(
         Severity::Warning,
-        FindingCode::GpuIdle,
-        tr!(
-            lang,
-            "{name}: the GPU was busy only {u_text}% of the time while TTFT p99 was {ttft} ms: the bottleneck is before the GPU (CPU {cpu_text}%)",
-            "{name}：TTFT p99 高达 {ttft} 毫秒时 GPU 利用率仅 {u_text}%：瓶颈在 GPU 之前（CPU {cpu_text}%）"
-        ),
-        Some(tr!(
-            lang,
-            "look at the server's CPU side: tokenisation and detokenisation in the API process (vLLM --api-server-count, SGLang --tokenizer-worker-num), request parsing, the network to the server; and at the client (schedule lag p99 {lag} ms; add agents if it is high)",
-            "请检查服务端 CPU 侧：API 进程中的分词与反分词（vLLM 的 --api-server-count、SGLang 的 --tokenizer-worker-num）、请求解析、到服务端的网络；以及压测端（调度延迟 p99 为 {lag} 毫秒，偏高时增加压测代理）"
-        )),
-        json!({
-            "steps": idle.iter().map(|(i, u, c)| json!({
-                "step": ev.stages[*i].name, "gpu_util_mean_pct": u, "cpu_mean_pct": c,
-                "ttft_p99_ms": ev.stages[*i].ttft_ms.p99,
-            })).collect::<Vec<_>>(),
-        }),
+        Facts::GpuIdle(GpuIdle { steps }),
     ));
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::Evidence;
     use super::super::testing::*;
-    use super::super::{Evidence, analyse_evidence};
     use super::*;
+    use stampede_results::kinds::FindingCode;
 
     fn table(headers: &[&str], rows: &[Vec<f64>]) -> NumericTable {
         let h: Vec<String> = headers.iter().map(|s| s.to_string()).collect();
@@ -376,14 +348,17 @@ mod tests {
             ],
             &rows,
         );
-        let a = analyse_evidence(&evidence_with(&steps, &t), Lang::En);
+        let a = analysed(&evidence_with(&steps, &t));
         let f = a
             .findings
             .iter()
-            .find(|f| f.code == FindingCode::KvCachePressure)
+            .find(|f| f.code() == FindingCode::KvCachePressure)
             .expect("raised");
-        assert_eq!(f.evidence["preemptions"], json!(1.0));
-        assert_eq!(f.evidence["kv_cache_peak_pct"], json!(50.0));
+        let Facts::KvCachePressure(k) = &f.facts else {
+            panic!("{f:?}")
+        };
+        assert_eq!(k.preemptions, 1.0);
+        assert_eq!(k.kv_cache_peak_pct, Some(50.0));
     }
 
     fn evidence_with<'a>(
@@ -410,11 +385,11 @@ mod tests {
             ],
             &rows,
         );
-        let a = analyse_evidence(&evidence_with(&steps, &full), Lang::En);
+        let a = analysed(&evidence_with(&steps, &full));
         let f = a
             .findings
             .iter()
-            .find(|f| f.code == FindingCode::KvCachePressure)
+            .find(|f| f.code() == FindingCode::KvCachePressure)
             .expect("raised");
         assert!(
             f.message.contains("95%") && f.message.contains("s/qps=8"),
@@ -437,10 +412,7 @@ mod tests {
             ],
             &roomy_rows,
         );
-        assert!(
-            !codes(&analyse_evidence(&evidence_with(&steps, &roomy), Lang::En))
-                .contains(&"kv-cache-pressure")
-        );
+        assert!(!codes(&analysed(&evidence_with(&steps, &roomy))).contains(&"kv-cache-pressure"));
 
         let preempt_rows: Vec<Vec<f64>> = (0..20)
             .map(|i| vec![f64::from(i), 0.5, f64::from(i / 5)])
@@ -453,20 +425,19 @@ mod tests {
             ],
             &preempt_rows,
         );
-        let a = analyse_evidence(&evidence_with(&steps, &preempting), Lang::En);
+        let a = analysed(&evidence_with(&steps, &preempting));
         let f = a
             .findings
             .iter()
-            .find(|f| f.code == FindingCode::KvCachePressure)
+            .find(|f| f.code() == FindingCode::KvCachePressure)
             .expect("raised");
-        assert_eq!(f.evidence["preemptions"], json!(3.0));
+        let Facts::KvCachePressure(k) = &f.facts else {
+            panic!("{f:?}")
+        };
+        assert_eq!(k.preemptions, 3.0);
         // Without resources, silent.
         assert!(
-            !codes(&analyse_evidence(
-                &Evidence::stages_only(&steps, false),
-                Lang::En
-            ))
-            .contains(&"kv-cache-pressure")
+            !codes(&analysed(&Evidence::stages_only(&steps, false))).contains(&"kv-cache-pressure")
         );
     }
 
@@ -476,11 +447,11 @@ mod tests {
         steps[1].ttft_ms = lat(80, 400.0, 900.0);
         let idle_rows: Vec<Vec<f64>> = (0..20).map(|i| vec![f64::from(i), 20.0, 95.0]).collect();
         let idle = table(&["elapsed_s", "gpu0_util_pct", "cpu_pct"], &idle_rows);
-        let a = analyse_evidence(&evidence_with(&steps, &idle), Lang::En);
+        let a = analysed(&evidence_with(&steps, &idle));
         let f = a
             .findings
             .iter()
-            .find(|f| f.code == FindingCode::GpuIdle)
+            .find(|f| f.code() == FindingCode::GpuIdle)
             .expect("raised");
         assert!(
             f.message.contains("s/qps=8") && f.message.contains("CPU 95%"),
@@ -496,14 +467,9 @@ mod tests {
 
         let busy_rows: Vec<Vec<f64>> = (0..20).map(|i| vec![f64::from(i), 97.0, 30.0]).collect();
         let busy = table(&["elapsed_s", "gpu0_util_pct", "cpu_pct"], &busy_rows);
-        assert!(
-            !codes(&analyse_evidence(&evidence_with(&steps, &busy), Lang::En))
-                .contains(&"gpu-idle")
-        );
+        assert!(!codes(&analysed(&evidence_with(&steps, &busy))).contains(&"gpu-idle"));
         // Low latency everywhere: an idle GPU is just spare capacity.
         let calm = vec![open_step("s", 4.0, 10.0), open_step("s", 8.0, 10.0)];
-        assert!(
-            !codes(&analyse_evidence(&evidence_with(&calm, &idle), Lang::En)).contains(&"gpu-idle")
-        );
+        assert!(!codes(&analysed(&evidence_with(&calm, &idle))).contains(&"gpu-idle"));
     }
 }

@@ -3,12 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::json;
-
-use super::{Evidence, finding, mean};
-use crate::i18n::{Lang, num, pct, tr};
+use super::{Evidence, mean};
 use stampede_common::stage::StepKind;
-use stampede_results::kinds::{FindingCode, Severity};
+use stampede_results::facts::{
+    DriftMetric, ErrorBurst, Facts, Fluctuation, Rise, SoakDrift, SoakWindow, WindowName,
+};
+use stampede_results::kinds::Severity;
 use stampede_results::read::median;
 use stampede_results::summary::Finding;
 
@@ -18,6 +18,9 @@ const BURST_MIN_FAILED: u64 = 3;
 const BURST_SHARE: f64 = 0.2;
 /// Bursts over more than this share of the active intervals are steady errors, not bursts.
 const BURST_MAX_COVER: f64 = 0.5;
+/// Outside the bursts, at most this share of finished requests may fail for the run to be
+/// "mostly clean".
+const CLEAN_SHARE: f64 = 0.05;
 /// At most this many bursts are reported one by one.
 const MAX_BURSTS: usize = 3;
 /// Soak drift: a later window's p99 this many times the first's, and this much above it.
@@ -43,7 +46,7 @@ struct Tally {
 }
 
 /// Intervals where a large share of requests failed, grouped into bursts.
-pub fn error_bursts(ev: &Evidence<'_>, lang: Lang, out: &mut Vec<Finding>) {
+pub fn error_bursts(ev: &Evidence<'_>, out: &mut Vec<Finding>) {
     let mut widths: Vec<f64> = ev.timeseries.iter().map(|r| r.interval_s).collect();
     let width = median(&mut widths);
     if width <= 0.0 {
@@ -63,13 +66,22 @@ pub fn error_bursts(ev: &Evidence<'_>, lang: Lang, out: &mut Vec<Finding>) {
         .values()
         .filter(|b| b.failed + b.completed > 0)
         .count();
-    let hot: Vec<(i64, Tally)> = buckets
-        .into_iter()
-        .filter(|(_, b)| {
-            b.failed >= BURST_MIN_FAILED
-                && b.failed as f64 >= BURST_SHARE * (b.failed + b.completed) as f64
-        })
-        .collect();
+    let is_hot = |b: &Tally| {
+        b.failed >= BURST_MIN_FAILED
+            && b.failed as f64 >= BURST_SHARE * (b.failed + b.completed) as f64
+    };
+    // A burst is news only against a clean background: outside the hot intervals, requests
+    // must have completed, and few failed.
+    let (rest_failed, rest_completed) = buckets
+        .values()
+        .filter(|b| !is_hot(b))
+        .fold((0, 0), |(f, c), b| (f + b.failed, c + b.completed));
+    if rest_completed == 0
+        || rest_failed as f64 > CLEAN_SHARE * (rest_failed + rest_completed) as f64
+    {
+        return;
+    }
+    let hot: Vec<(i64, Tally)> = buckets.into_iter().filter(|(_, b)| is_hot(b)).collect();
     if hot.is_empty() || hot.len() as f64 > BURST_MAX_COVER * active as f64 {
         return;
     }
@@ -95,77 +107,47 @@ pub fn error_bursts(ev: &Evidence<'_>, lang: Lang, out: &mut Vec<Finding>) {
             completed,
             timeouts,
         } = tally;
-        let share = pct(failed as f64 / (failed + completed).max(1) as f64);
-        let steps: Vec<&str> = ev
+        let steps: Vec<String> = ev
             .timeseries
             .iter()
             .filter(|r| r.elapsed_s > from && r.elapsed_s <= to + 1e-9 && r.failed > 0)
-            .map(|r| r.step.as_str())
+            .map(|r| r.step.clone())
             .fold(Vec::new(), |mut v, s| {
                 if !v.contains(&s) {
                     v.push(s);
                 }
                 v
             });
-        let (from_t, to_t) = (num(from.max(0.0)), num(to));
-        let more = if total > MAX_BURSTS {
-            let n = total - MAX_BURSTS;
-            tr!(lang, " ({n} more bursts)", "（另有 {n} 次突发）")
-        } else {
-            String::new()
-        };
-        let cause = if timeouts * 2 >= failed {
-            tr!(
-                lang,
-                "most were timeouts: the server stalled (a restart, a long prefill, swapping) or its queue outgrew the timeout",
-                "大部分为超时：服务端出现停顿（重启、超长预填充、换页）或排队时间超过了超时时间"
-            )
-        } else {
-            tr!(
-                lang,
-                "read the server's log for that time (out of memory, a crash or restart, a gateway error)",
-                "请查看该时间段的服务端日志（显存不足、崩溃或重启、网关错误）"
-            )
-        };
-        out.push(finding(
+        out.push(Finding::new(
             Severity::Warning,
-            FindingCode::ErrorBurst,
-            tr!(
-                lang,
-                "between {from_t} s and {to_t} s, {failed} requests failed ({share} of those that finished) while the rest of the run was mostly clean{more}",
-                "在第 {from_t} 秒到第 {to_t} 秒之间，{failed} 个请求失败（占完成请求的 {share}），而其余时间基本正常{more}"
-            ),
-            Some(cause),
-            json!({
-                "from_s": from.max(0.0), "to_s": to, "failed": failed, "completed": completed,
-                "timeouts": timeouts, "steps": steps, "bursts": total,
+            Facts::ErrorBurst(ErrorBurst {
+                from_s: from.max(0.0),
+                to_s: to,
+                failed,
+                completed,
+                timeouts,
+                steps,
+                bursts: total,
+                more: total.saturating_sub(MAX_BURSTS),
             }),
         ));
     }
 }
 
-/// One stretch of a soak: a checkpoint step, or a window of a long step.
-#[derive(Debug, Clone)]
-struct SoakWindow {
-    name: String,
-    count: u64,
-    ttft_p99: Option<f64>,
-    e2e_p99: Option<f64>,
-    output_per_s: Option<f64>,
-}
-
 /// The soaks of a run, each a sequence of windows at one load: the checkpoints of a soak
 /// stage (exact: each is a step with its own merged histograms), and the windows of any other
 /// step of twenty minutes or more (from the interval logs).
-fn soaks(ev: &Evidence<'_>, lang: Lang) -> Vec<(String, Vec<SoakWindow>)> {
+fn soaks(ev: &Evidence<'_>) -> Vec<(String, Vec<SoakWindow>)> {
     let mut out: Vec<(String, Vec<SoakWindow>)> = Vec::new();
     for s in ev.stages.iter().filter(|s| s.kind == StepKind::Soak) {
         let w = SoakWindow {
-            name: s.name.clone(),
+            window: WindowName::Step {
+                step: s.name.clone(),
+            },
             count: s.e2e_ms.count,
-            ttft_p99: (s.ttft_ms.count > 0).then_some(s.ttft_ms.p99),
-            e2e_p99: (s.e2e_ms.count > 0).then_some(s.e2e_ms.p99),
-            output_per_s: Some(s.tokens.output_per_s),
+            ttft_p99_ms: (s.ttft_ms.count > 0).then_some(s.ttft_ms.p99),
+            e2e_p99_ms: (s.e2e_ms.count > 0).then_some(s.e2e_ms.p99),
+            output_tokens_per_s: Some(s.tokens.output_per_s),
         };
         match out.iter_mut().find(|(stage, _)| *stage == s.stage) {
             Some((_, v)) => v.push(w),
@@ -183,16 +165,11 @@ fn soaks(ev: &Evidence<'_>, lang: Lang) -> Vec<(String, Vec<SoakWindow>)> {
         {
             for (k, w) in h.windows.iter().filter(|w| w.step == s.name).enumerate() {
                 if windows.len() <= k {
-                    let n = k + 1;
-                    let name = &s.name;
-                    let label = if w.end_s - w.start_s >= 3600.0 {
-                        tr!(lang, "{name} hour {n}", "{name} 第 {n} 小时")
+                    let (step, n) = (s.name.clone(), k + 1);
+                    let window = if w.end_s - w.start_s >= 3600.0 {
+                        WindowName::Hour { step, n }
                     } else {
-                        tr!(
-                            lang,
-                            "{name} 10-minute window {n}",
-                            "{name} 第 {n} 个 10 分钟窗口"
-                        )
+                        WindowName::TenMinutes { step, n }
                     };
                     let rate = mean(
                         &ev.timeseries
@@ -206,17 +183,17 @@ fn soaks(ev: &Evidence<'_>, lang: Lang) -> Vec<(String, Vec<SoakWindow>)> {
                             .collect::<Vec<_>>(),
                     );
                     windows.push(SoakWindow {
-                        name: label,
+                        window,
                         count: w.count,
-                        ttft_p99: None,
-                        e2e_p99: None,
-                        output_per_s: rate,
+                        ttft_p99_ms: None,
+                        e2e_p99_ms: None,
+                        output_tokens_per_s: rate,
                     });
                 }
                 if *metric == "ttft" {
-                    windows[k].ttft_p99 = Some(w.p99_ms);
+                    windows[k].ttft_p99_ms = Some(w.p99_ms);
                 } else {
-                    windows[k].e2e_p99 = Some(w.p99_ms);
+                    windows[k].e2e_p99_ms = Some(w.p99_ms);
                     windows[k].count = w.count;
                 }
             }
@@ -229,11 +206,14 @@ fn soaks(ev: &Evidence<'_>, lang: Lang) -> Vec<(String, Vec<SoakWindow>)> {
 }
 
 /// Latency p99 of a later window of a soak against its first, and its throughput.
-pub fn soak_drift(ev: &Evidence<'_>, lang: Lang, out: &mut Vec<Finding>) {
-    for (name, windows) in soaks(ev, lang) {
-        let mut parts = Vec::new();
+pub fn soak_drift(ev: &Evidence<'_>, out: &mut Vec<Finding>) {
+    for (soak, windows) in soaks(ev) {
+        let mut rises = Vec::new();
         type Pick = fn(&SoakWindow) -> Option<f64>;
-        let metrics: [(&str, Pick); 2] = [("TTFT", |w| w.ttft_p99), ("E2E", |w| w.e2e_p99)];
+        let metrics: [(DriftMetric, Pick); 2] = [
+            (DriftMetric::Ttft, |w| w.ttft_p99_ms),
+            (DriftMetric::E2e, |w| w.e2e_p99_ms),
+        ];
         for (metric, get) in metrics {
             let counted: Vec<(&SoakWindow, f64)> = windows
                 .iter()
@@ -248,46 +228,32 @@ pub fn soak_drift(ev: &Evidence<'_>, lang: Lang, out: &mut Vec<Finding>) {
                 continue;
             };
             if p_worst >= DRIFT * p_first && p_worst - p_first >= DRIFT_MS {
-                let (a, b, wa, wb) = (num(p_first), num(p_worst), &first.name, &worst.name);
-                parts.push(tr!(
-                    lang,
-                    "{metric} p99 rose from {a} ms in {wa} to {b} ms in {wb}",
-                    "{metric} p99 从 {wa} 的 {a} 毫秒升至 {wb} 的 {b} 毫秒"
-                ));
+                rises.push(Rise {
+                    metric,
+                    from_ms: p_first,
+                    to_ms: p_worst,
+                    from: first.window.clone(),
+                    to: worst.window.clone(),
+                });
             }
         }
-        if let (Some(a), Some(b)) = (
-            windows.first().and_then(|w| w.output_per_s),
-            windows.last().and_then(|w| w.output_per_s),
-        ) && a > 0.0
-            && b < THROUGHPUT_DRIFT * a
-        {
-            let (a, b) = (num(a), num(b));
-            parts.push(tr!(
-                lang,
-                "output tokens/s fell from {a} to {b}",
-                "输出 tokens/秒 从 {a} 降至 {b}"
-            ));
-        }
-        if parts.is_empty() {
+        let throughput_fell = match (
+            windows.first().and_then(|w| w.output_tokens_per_s),
+            windows.last().and_then(|w| w.output_tokens_per_s),
+        ) {
+            (Some(a), Some(b)) if a > 0.0 && b < THROUGHPUT_DRIFT * a => Some((a, b)),
+            _ => None,
+        };
+        if rises.is_empty() && throughput_fell.is_none() {
             continue;
         }
-        let what = parts.join(tr!(lang, "; ", "；").as_str());
-        out.push(finding(
+        out.push(Finding::new(
             Severity::Warning,
-            FindingCode::SoakDrift,
-            tr!(lang, "{name}: under a constant load, {what}", "{name}：在恒定负载下，{what}"),
-            Some(tr!(
-                lang,
-                "the service degrades over time: watch its memory and KV-cache usage and GPU clocks over the run (leaks, fragmentation, a prefix cache filling, thermal throttling), and plan restarts or more headroom until it is fixed",
-                "服务性能随时间下降：请观察整个运行期间的内存、KV 缓存使用率和 GPU 频率（内存泄漏、碎片、前缀缓存填满、过热降频），在修复前安排定期重启或预留更多余量"
-            )),
-            json!({
-                "soak": name,
-                "windows": windows.iter().map(|w| json!({
-                    "window": w.name, "count": w.count, "ttft_p99_ms": w.ttft_p99,
-                    "e2e_p99_ms": w.e2e_p99, "output_tokens_per_s": w.output_per_s,
-                })).collect::<Vec<_>>(),
+            Facts::SoakDrift(SoakDrift {
+                soak,
+                windows,
+                rises,
+                throughput_fell,
             }),
         ));
     }
@@ -317,7 +283,7 @@ pub fn detrended_cv(v: &[f64]) -> Option<f64> {
 }
 
 /// Throughput or latency varying within a step more than its load explains.
-pub fn fluctuation(ev: &Evidence<'_>, lang: Lang, out: &mut Vec<Finding>) {
+pub fn fluctuation(ev: &Evidence<'_>, out: &mut Vec<Finding>) {
     for (i, s) in ev.stages.iter().enumerate() {
         let rows = ev.steady_rows(i, 0.2);
         if rows.len() < MIN_INTERVALS {
@@ -337,24 +303,15 @@ pub fn fluctuation(ev: &Evidence<'_>, lang: Lang, out: &mut Vec<Finding>) {
         if tput_cv <= tput_limit && lat_cv <= LATENCY_CV {
             continue;
         }
-        let name = &s.name;
-        let (tc, lc, ec) = (pct(tput_cv), pct(lat_cv), pct(expected));
-        out.push(finding(
+        out.push(Finding::new(
             Severity::Warning,
-            FindingCode::Fluctuation,
-            tr!(
-                lang,
-                "{name}: at a constant load, output tokens/s varied by {tc} (arrivals alone explain about {ec}) and E2E p50 by {lc} between intervals",
-                "{name}：在恒定负载下，各间隔的输出 tokens/秒波动 {tc}（到达过程本身约 {ec}），E2E p50 波动 {lc}"
-            ),
-            Some(tr!(
-                lang,
-                "the service is unsteady: look for other work on the GPU or host, autoscaling, batches oscillating at the max_num_seqs limit, or pauses in the server; lengthen steps and repeat runs before comparing them",
-                "服务不稳定：检查 GPU 或主机上的其他负载、自动扩缩容、批次在 max_num_seqs 上限附近振荡或服务端停顿；在做对比前延长阶段时长并重复运行"
-            )),
-            json!({
-                "step": s.name, "intervals": rows.len(), "completed_per_interval": per_interval,
-                "throughput_cv": tput_cv, "expected_cv": expected, "e2e_p50_cv": lat_cv,
+            Facts::Fluctuation(Fluctuation {
+                step: s.name.clone(),
+                intervals: rows.len(),
+                completed_per_interval: per_interval,
+                throughput_cv: tput_cv,
+                expected_cv: expected,
+                e2e_p50_cv: lat_cv,
             }),
         ));
     }
@@ -364,9 +321,10 @@ pub fn fluctuation(ev: &Evidence<'_>, lang: Lang, out: &mut Vec<Finding>) {
 mod tests {
     use std::collections::BTreeMap;
 
+    use super::super::Evidence;
     use super::super::testing::*;
-    use super::super::{Evidence, analyse_evidence};
     use super::*;
+    use stampede_results::kinds::FindingCode;
 
     use stampede_results::read::{MetricHistory, WindowStats};
     use stampede_results::rows::TimeseriesRow;
@@ -424,11 +382,11 @@ mod tests {
             timeseries: &ts,
             ..Evidence::stages_only(&steps, false)
         };
-        let a = analyse_evidence(&ev, Lang::En);
+        let a = analysed(&ev);
         let f = a
             .findings
             .iter()
-            .find(|f| f.code == FindingCode::ErrorBurst)
+            .find(|f| f.code() == FindingCode::ErrorBurst)
             .expect("burst");
         assert!(
             f.message
@@ -443,13 +401,13 @@ mod tests {
             timeseries: &steady,
             ..Evidence::stages_only(&steps, false)
         };
-        assert!(!codes(&analyse_evidence(&ev, Lang::En)).contains(&"error-burst"));
+        assert!(!codes(&analysed(&ev)).contains(&"error-burst"));
         let clean = rows("s/qps=20", 0.0, 30, |_| (20, 0, 1000.0));
         let ev = Evidence {
             timeseries: &clean,
             ..Evidence::stages_only(&steps, false)
         };
-        assert!(!codes(&analyse_evidence(&ev, Lang::En)).contains(&"error-burst"));
+        assert!(!codes(&analysed(&ev)).contains(&"error-burst"));
     }
 
     fn soak(
@@ -491,11 +449,11 @@ mod tests {
             history: Some(&h),
             ..Evidence::stages_only(&steps, false)
         };
-        let a = analyse_evidence(&ev, Lang::En);
+        let a = analysed(&ev);
         let f = a
             .findings
             .iter()
-            .find(|f| f.code == FindingCode::SoakDrift)
+            .find(|f| f.code() == FindingCode::SoakDrift)
             .expect("drift");
         assert!(
             f.message.contains(
@@ -510,7 +468,7 @@ mod tests {
             history: Some(&h),
             ..Evidence::stages_only(&steps, false)
         };
-        assert!(!codes(&analyse_evidence(&ev, Lang::En)).contains(&"soak-drift"));
+        assert!(!codes(&analysed(&ev)).contains(&"soak-drift"));
     }
 
     fn checkpoints(
@@ -535,11 +493,11 @@ mod tests {
     #[test]
     fn a_soak_stage_compares_its_checkpoints() {
         let steps = checkpoints(&[1300.0, 1320.0, 1700.0, 1650.0], &[500.0; 4]);
-        let a = analyse_evidence(&Evidence::stages_only(&steps, false), Lang::En);
+        let a = analysed(&Evidence::stages_only(&steps, false));
         let f = a
             .findings
             .iter()
-            .find(|f| f.code == FindingCode::SoakDrift)
+            .find(|f| f.code() == FindingCode::SoakDrift)
             .expect("drift");
         assert!(
             f.message
@@ -548,11 +506,11 @@ mod tests {
             f.message
         );
         let fading = checkpoints(&[1300.0; 4], &[500.0, 480.0, 420.0, 400.0]);
-        let a = analyse_evidence(&Evidence::stages_only(&fading, false), Lang::En);
+        let a = analysed(&Evidence::stages_only(&fading, false));
         let f = a
             .findings
             .iter()
-            .find(|f| f.code == FindingCode::SoakDrift)
+            .find(|f| f.code() == FindingCode::SoakDrift)
             .expect("drift");
         assert!(
             f.message.contains("output tokens/s fell from 500 to 400"),
@@ -563,7 +521,7 @@ mod tests {
             &[1300.0, 1290.0, 1330.0, 1310.0],
             &[500.0, 505.0, 495.0, 498.0],
         );
-        let a = analyse_evidence(&Evidence::stages_only(&steady, false), Lang::En);
+        let a = analysed(&Evidence::stages_only(&steady, false));
         assert!(!codes(&a).contains(&"soak-drift"));
     }
 
@@ -581,7 +539,7 @@ mod tests {
             timeseries: &wobbly,
             ..Evidence::stages_only(&steps, false)
         };
-        let a = analyse_evidence(&ev, Lang::En);
+        let a = analysed(&ev);
         assert!(codes(&a).contains(&"fluctuation"), "{:?}", codes(&a));
 
         let steady = rows("s/qps=20", 0.0, 30, |k| {
@@ -591,7 +549,7 @@ mod tests {
             timeseries: &steady,
             ..Evidence::stages_only(&steps, false)
         };
-        assert!(!codes(&analyse_evidence(&ev, Lang::En)).contains(&"fluctuation"));
+        assert!(!codes(&analysed(&ev)).contains(&"fluctuation"));
         // A linear climb is a trend, not fluctuation.
         assert!(detrended_cv(&[1.0, 2.0, 3.0, 4.0, 5.0]).unwrap() < 1e-9);
     }
