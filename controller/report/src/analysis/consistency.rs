@@ -6,65 +6,76 @@ use stampede_results::facts::{Facts, LoadUnit};
 use stampede_results::summary::Analysis;
 
 /// Every contradiction among the findings of one analysis, in words (empty when consistent).
-/// `words` is each finding's English message, when worded.
 pub fn contradictions(a: &Analysis) -> Vec<String> {
-    let mut out = Vec::new();
     let facts: Vec<&Facts> = a.findings.iter().map(|f| &f.facts).collect();
-    let any = |pred: &dyn Fn(&Facts) -> bool| facts.iter().any(|f| pred(f));
+    let mut out = capacity(a, &facts);
+    out.extend(knee_verdicts(&facts));
+    out.extend(empty_news(&facts));
+    out.extend(zero_counts(a));
+    out
+}
 
+/// The rate to plan for against the SLO's limit, the knee and the headline.
+fn capacity(a: &Analysis, facts: &[&Facts]) -> Vec<String> {
+    let mut out = Vec::new();
     let max = facts.iter().find_map(|f| match f {
         Facts::MaxQpsWithinSlo(m) => Some(m),
         _ => None,
     });
-    if max.is_some() && any(&|f| matches!(f, Facts::NoQpsWithinSlo(_))) {
+    let none_within = facts.iter().any(|f| matches!(f, Facts::NoQpsWithinSlo(_)));
+    let Some(m) = max else {
+        return out;
+    };
+    if none_within {
         out.push("both a highest rate within the SLO and no rate within it".into());
     }
-    if let Some(m) = max {
-        if m.plan_qps > m.qps {
+    if m.plan_qps > m.qps {
+        out.push(format!(
+            "plans for {} requests/s, above the SLO's limit {}",
+            m.plan_qps, m.qps
+        ));
+    }
+    for f in facts {
+        if let Facts::Knee(k) = f
+            && k.unit == LoadUnit::Qps
+            && k.knee < m.qps
+            && m.plan_qps > k.knee
+        {
             out.push(format!(
-                "plans for {} requests/s, above the SLO's limit {}",
-                m.plan_qps, m.qps
-            ));
-        }
-        for f in &facts {
-            if let Facts::Knee(k) = f
-                && k.unit == LoadUnit::Qps
-                && k.knee < m.qps
-                && m.plan_qps > k.knee
-            {
-                out.push(format!(
-                    "plans for {} requests/s, above the knee of {} at {}",
-                    m.plan_qps, k.stage, k.knee
-                ));
-            }
-        }
-        if a.max_qps_within_slo != Some(m.qps) {
-            out.push(format!(
-                "the headline says {:?}, the finding {}",
-                a.max_qps_within_slo, m.qps
+                "plans for {} requests/s, above the knee of {} at {}",
+                m.plan_qps, k.stage, k.knee
             ));
         }
     }
-    for f in &facts {
-        let stage = match f {
-            Facts::Knee(k) => &k.stage,
-            Facts::NoKnee(k) => &k.stage,
-            Facts::SaturatedAtLowestLoad(k) => &k.stage,
-            _ => continue,
-        };
-        let verdicts = facts
-            .iter()
-            .filter(|g| match g {
-                Facts::Knee(k) => &k.stage == stage,
-                Facts::NoKnee(k) => &k.stage == stage,
-                Facts::SaturatedAtLowestLoad(k) => &k.stage == stage,
-                _ => false,
-            })
-            .count();
-        if verdicts > 1 {
-            out.push(format!("{stage} has {verdicts} verdicts on its knee"));
+    if a.max_qps_within_slo != Some(m.qps) {
+        out.push(format!(
+            "the headline says {:?}, the finding {}",
+            a.max_qps_within_slo, m.qps
+        ));
+    }
+    out
+}
+
+/// One verdict on the knee per stage: a knee, no knee, or saturated from the start.
+fn knee_verdicts(facts: &[&Facts]) -> Vec<String> {
+    let stage_of = |f: &Facts| match f {
+        Facts::Knee(k) => Some(k.stage.clone()),
+        Facts::NoKnee(k) => Some(k.stage.clone()),
+        Facts::SaturatedAtLowestLoad(k) => Some(k.stage.clone()),
+        _ => None,
+    };
+    let stages: Vec<String> = facts.iter().filter_map(|f| stage_of(f)).collect();
+    let mut out = Vec::new();
+    for (i, stage) in stages.iter().enumerate() {
+        if stages[..i].contains(stage) {
+            out.push(format!("{stage} has more than one verdict on its knee"));
         }
     }
+    out
+}
+
+/// Findings whose facts say nothing happened, or that a clean background was not clean.
+fn empty_news(facts: &[&Facts]) -> Vec<String> {
     let all_failed: Vec<&str> = facts
         .iter()
         .filter_map(|f| match f {
@@ -72,7 +83,8 @@ pub fn contradictions(a: &Analysis) -> Vec<String> {
             _ => None,
         })
         .collect();
-    for f in &facts {
+    let mut out = Vec::new();
+    for f in facts {
         match f {
             Facts::ErrorBurst(b) if !all_failed.is_empty() => out.push(format!(
                 "a burst between {} s and {} s in a mostly clean run, but {} failed every request",
@@ -95,18 +107,19 @@ pub fn contradictions(a: &Analysis) -> Vec<String> {
             _ => {}
         }
     }
-    // A count of zero in a sentence is not news.
+    out
+}
+
+/// A count of zero in a sentence is not news.
+fn zero_counts(a: &Analysis) -> Vec<String> {
+    let mut out = Vec::new();
     for f in &a.findings {
         let words: Vec<&str> = f.message.split_whitespace().collect();
-        for w in words.windows(2) {
-            if w[0] == "0"
-                && matches!(
-                    w[1],
-                    "requests" | "intervals" | "request" | "arrivals" | "agents"
-                )
-            {
-                out.push(format!("{}: \"{}\"", f.code(), f.message));
-            }
+        let zero = words.windows(2).any(|w| {
+            w[0] == "0" && matches!(w[1], "requests" | "intervals" | "request" | "arrivals")
+        });
+        if zero {
+            out.push(format!("{}: \"{}\"", f.code(), f.message));
         }
     }
     out

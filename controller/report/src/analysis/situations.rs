@@ -251,3 +251,34 @@ fn a_queue_the_server_reported_empty_is_not_quoted() {
         .expect("queueing-bound");
     assert!(!q.message.contains("waited"), "{}", q.message);
 }
+
+#[test]
+fn the_checker_finds_findings_that_disagree() {
+    let steps = knee_below_the_slo_limit();
+    let mut a = analysed(&Evidence::stages_only(&steps, true));
+    assert!(contradictions(&a).is_empty());
+    // The old advice: 80% of the SLO's limit, above the knee.
+    if let Facts::MaxQpsWithinSlo(m) = &mut a.findings[0].facts {
+        m.plan_qps = 12.8;
+    }
+    // A second verdict on the same stage's knee, and a count of zero in words.
+    let no_knee = stampede_results::facts::NoKnee {
+        stage: "steps".into(),
+        unit: stampede_results::facts::LoadUnit::Qps,
+        highest: 32.0,
+    };
+    let mut extra = stampede_results::summary::Finding::new(
+        stampede_results::kinds::Severity::Info,
+        Facts::NoKnee(no_knee),
+    );
+    extra.message = "steps: up to 0 requests waited".into();
+    a.findings.push(extra);
+    let wrong = contradictions(&a);
+    assert_eq!(wrong.len(), 3, "{wrong:?}");
+    assert!(
+        wrong[0].contains("above the knee of steps at 8"),
+        "{wrong:?}"
+    );
+    assert!(wrong[1].contains("more than one verdict"), "{wrong:?}");
+    assert!(wrong[2].contains("up to 0 requests"), "{wrong:?}");
+}
