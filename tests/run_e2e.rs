@@ -242,6 +242,33 @@ fn a_bad_plan_names_the_file_line_and_field() {
 }
 
 #[test]
+fn every_mistake_of_a_plan_is_reported_in_one_run() {
+    // A syntax error, a wrong type, two unknown fields, an unknown value and a meaning problem:
+    // one run names them all, in file order, with a suggestion for each misspelt name.
+    let ws = Workspace::new();
+    let path = ws.write_plan(
+        "name = \"six\"\nseed = \"three\"\n[target]\nstrem = false\n[workload]\noutput_token = 32\n[[stage]]\nname = \"a\"\nqps = 5\nduration = \"10s\"\narrival = \"possion\"\n[[stage]]\nname = \"b\"\nqps = = 5\nduration = \"1s\"\n[[stage]]\nname = \"c\"\nqps = 5\nconcurrency = 2\nduration = \"1s\"\n",
+    );
+    let out = ws.run(&path, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let expected = [
+        "plan.toml:2:8: seed: invalid type",
+        "plan.toml:4:1: target.strem: unknown field `strem`: did you mean `stream`?",
+        "plan.toml:6:1: workload.output_token: unknown field `output_token`: did you mean `output_tokens`?",
+        "plan.toml:11:11: stage[0].arrival: unknown variant `possion`: did you mean `poisson`?",
+        "plan.toml:14:7: stage[1].qps:",
+        "plan.toml:18:7: stage[2].qps: give only one of qps, concurrency",
+    ];
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("plan.toml:")).collect();
+    assert_eq!(lines.len(), expected.len(), "{err}");
+    for (line, want) in lines.iter().zip(expected) {
+        assert!(line.contains(want), "{want:?} in {line:?}\n{err}");
+    }
+    assert!(!ws.out().exists(), "nothing was started or written");
+}
+
+#[test]
 fn an_unreachable_target_is_reported_before_any_stage() {
     // A port that was just free: nothing listens there.
     let port = std::net::TcpListener::bind("127.0.0.1:0")

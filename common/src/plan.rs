@@ -20,10 +20,14 @@ use toml::Spanned;
 
 use crate::units::HumanDuration;
 
+mod collect;
 mod issue;
 pub mod monitor;
+#[cfg(test)]
+mod one_pass_tests;
 mod slo;
 pub mod stage;
+mod suggest;
 mod target;
 mod values;
 
@@ -96,6 +100,8 @@ pub enum OnAgentLost {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Plan {
+    /// Required; a default here only lets the rest of the plan be checked when it is missing.
+    #[serde(default)]
     pub name: String,
     /// Seed for arrivals and prompts; the same seed gives the same requests.
     #[serde(default)]
@@ -137,6 +143,10 @@ pub struct Plan {
     /// expands. `stages` stays as written, for the copy in the results folder.
     #[serde(skip)]
     resolved: Vec<Stage>,
+    /// The index as written of each stage in `stages`, which differ when stages were left out
+    /// for a problem, so that every problem names the stage the file has there.
+    #[serde(skip)]
+    stage_numbers: Vec<usize>,
 }
 
 fn default_interval() -> HumanDuration {
@@ -166,34 +176,39 @@ impl Plan {
 
     /// Parses and validates plan text; `file` is only used in errors.
     ///
+    /// Every problem is reported at once, in file order: syntax, types (unknown fields and
+    /// values with a "did you mean"), then what spans several fields; see `collect` for what
+    /// one problem may hide.
+    ///
     /// # Errors
     /// A [`PlanError`] with every problem found.
     pub fn parse(text: &str, file: &Path) -> Result<Plan, PlanError> {
-        let mut plan: Plan = toml::from_str(text).map_err(|e| {
-            let issue = match e.span() {
-                Some(span) => issue_at(text, &span, e.message().trim()),
-                None => PlanIssue {
-                    line: 0,
-                    column: 0,
-                    field: None,
-                    message: e.message().trim().to_string(),
-                },
-            };
-            PlanError {
-                file: file.to_path_buf(),
-                issues: vec![issue],
-            }
-        })?;
-        plan.dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
-        let (issues, stages) = plan.resolve(text);
-        if issues.is_empty() {
+        let mut read = collect::read::<Plan>(text);
+        let mut issues = std::mem::take(&mut read.issues);
+        let mut plan = read.value.take();
+        if let Some(plan) = &mut plan {
+            plan.dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+            plan.stage_numbers = (plan.stages.iter().enumerate())
+                .map(|(i, s)| read.written.index_in("stage", &s.span()).unwrap_or(i))
+                .collect();
+            let (checks, stages) = plan.resolve(text);
+            issues.extend(
+                (checks.into_iter())
+                    .filter(|i| !read.hides(i))
+                    .map(|i| relocate(text, &read.written, i)),
+            );
             plan.resolved = stages;
-            Ok(plan)
-        } else {
-            Err(PlanError {
-                file: file.to_path_buf(),
-                issues,
-            })
+        }
+        match plan {
+            Some(plan) if issues.is_empty() => Ok(plan),
+            _ => {
+                // Stable: the problems of one line keep the order they were found in.
+                issues.sort_by_key(|i| (i.line, i.column));
+                Err(PlanError {
+                    file: file.to_path_buf(),
+                    issues,
+                })
+            }
         }
     }
 
@@ -229,7 +244,10 @@ impl Plan {
     fn top_level_issues(&self) -> Vec<PlanIssue> {
         let mut issues = Vec::new();
         if self.name.trim().is_empty() {
-            issues.push(whole("name", "must not be empty".into()));
+            issues.push(whole(
+                "name",
+                "is required and must not be empty: it names the results folder, such as name = \"nightly\"".into(),
+            ));
         }
         if self.stages.is_empty() {
             issues.push(whole(
@@ -276,13 +294,15 @@ impl Plan {
         let mut stages = Vec::with_capacity(self.stages.len());
         for (i, stage) in self.stages.iter().enumerate() {
             let span = stage.span();
+            // As written: a stage left out for a type error before it does not shift the rest.
+            let n = self.stage_numbers.get(i).copied().unwrap_or(i);
             let at = |field: &str, message: &str| {
                 let mut issue = issue_at(text, &span, message);
-                issue.field = Some(format!("stage[{i}].{field}"));
+                issue.field = Some(format!("stage[{n}].{field}"));
                 issue
             };
             let s = stage.get_ref();
-            if let Some(first) = names.insert(s.name.clone(), i) {
+            if let Some(first) = names.insert(s.name.clone(), n) {
                 issues.push(at(
                     "name",
                     &format!("{:?} is already the name of stage[{first}]", s.name),
@@ -349,6 +369,27 @@ impl Plan {
         }
         toml::to_string_pretty(&copy)
             .unwrap_or_else(|e| format!("# plan could not be written: {e}\n"))
+    }
+}
+
+/// A meaning check's issue, placed where its field is written (or the nearest table above it
+/// that is) when it had no line, or only its stage's header.
+fn relocate(text: &str, written: &collect::Written, issue: PlanIssue) -> PlanIssue {
+    let Some(field) = &issue.field else {
+        return issue;
+    };
+    let Some(span) = written.span_of(field) else {
+        return issue;
+    };
+    let at = issue_at(text, &span, "");
+    if issue.line == 0 || at.line > issue.line {
+        PlanIssue {
+            line: at.line,
+            column: at.column,
+            ..issue
+        }
+    } else {
+        issue
     }
 }
 
