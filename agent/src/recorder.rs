@@ -15,12 +15,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use stampede_common::error_sample::redact_message;
 use stampede_common::metrics::HistogramBundle;
-use stampede_common::proto::count_outcome;
 use stampede_common::proto::{
     ClassReport, Counts, IntervalReport, RecordBatch, RequestRecord, ResourceSample, RunEvent,
     ShareSummary, run_event,
 };
+use stampede_common::proto::{count_outcome, note_error};
 use stampede_common::timeline::RequestTimeline;
 use stampede_common::units::micros;
 use tokio::sync::mpsc;
@@ -216,6 +217,10 @@ impl Recorder {
         cur.bundle.record(t);
         let good = self.goodput.met_by(t);
         count_outcome(&mut cur.counts, t, good);
+        if t.error.is_some() {
+            let sent_us = micros(t.sent.saturating_duration_since(self.start));
+            note_error(&mut cur.counts, t, sent_us);
+        }
         if let Some((bundle, counts)) = cur.classes.get_mut(t.class as usize) {
             bundle.record(t);
             count_outcome(counts, t, good);
@@ -245,7 +250,12 @@ impl Recorder {
             content_chunks: t.content_chunks(),
             error_class: t.error.map(|e| e.as_str().to_string()).unwrap_or_default(),
             http_status: t.http_status.map_or(0, u32::from),
-            error_detail: t.error_detail.clone().unwrap_or_default(),
+            // A server may echo the key it refused: requests.csv gets what the tables get.
+            error_detail: t
+                .error_detail
+                .as_deref()
+                .map(redact_message)
+                .unwrap_or_default(),
             finish_reason: t.finish_reason.clone().unwrap_or_default(),
         }
     }

@@ -7,6 +7,7 @@
 //!   datasets) and resolved into the [`workload::WorkloadSpec`] that agents build prompts from.
 //! - [`timeline`]: one request's instants and the metrics derived from them (DESIGN.md's table).
 //! - [`metrics`]: the histogram bundle (record, merge, V2 encode) and counters that add up.
+//! - [`error_sample`]: the first server message of each error class, redacted for display.
 //! - [`schedule`]: arrival processes as pure functions of a seed and an index.
 //! - [`stage`]: a `[[stage]]`'s schema, checks and expansion into steps; [`probe`]: the
 //!   capacity search and limit tests as pure state machines; [`trace`]: trace files for replay.
@@ -16,6 +17,7 @@
 //! - [`remote`]: what makes an agent safe on a network: the shared token and the target
 //!   allow-list.
 
+pub mod error_sample;
 pub mod handshake;
 pub mod metrics;
 pub mod plan;

@@ -189,6 +189,9 @@ pub struct Tally {
     pub content_chunks: u64,
     /// Failures and cancellations by error class.
     pub errors: std::collections::BTreeMap<String, u64>,
+    /// The first message of each error class and HTTP status, with its count, in key order
+    /// ([`crate::error_sample::sample_key`]).
+    pub error_samples: Vec<crate::error_sample::ErrorSample>,
 }
 
 /// A latency distribution summarised in milliseconds, as summary.json reports it.

@@ -96,6 +96,78 @@ pub enum OnAgentLost {
     Abort,
 }
 
+/// When a step's first requests stop the run: a target that refuses every request (a wrong
+/// key, a wrong model name) makes no load test, only noise, and the message says why.
+///
+/// The run stops (exit 1) when the first `first_requests` requests of a step to finish, or all
+/// of those that finished in its first `within` if fewer, all failed with one error class and
+/// HTTP status, and that class is one of `errors`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AbortOnPlan {
+    /// The error classes that stop the run this way; `[]` turns the rule off.
+    #[serde(default = "default_abort_errors")]
+    pub errors: Vec<String>,
+    /// How many of a step's first requests are judged.
+    #[serde(default = "default_abort_first_requests")]
+    pub first_requests: u32,
+    /// Judge what finished by then when fewer requests did.
+    #[serde(default = "default_abort_within")]
+    pub within: HumanDuration,
+}
+
+impl Default for AbortOnPlan {
+    fn default() -> Self {
+        AbortOnPlan {
+            errors: default_abort_errors(),
+            first_requests: default_abort_first_requests(),
+            within: default_abort_within(),
+        }
+    }
+}
+
+fn default_abort_errors() -> Vec<String> {
+    vec!["http_4xx".to_string()]
+}
+fn default_abort_first_requests() -> u32 {
+    10
+}
+fn default_abort_within() -> HumanDuration {
+    HumanDuration(Duration::from_secs(2))
+}
+
+impl AbortOnPlan {
+    /// Its problems, as (field, message).
+    fn problems(&self) -> Vec<(String, String)> {
+        let known = crate::error_sample::ERROR_CLASSES;
+        let mut out = Vec::new();
+        for (i, class) in self.errors.iter().enumerate() {
+            if !known.contains(&class.as_str()) {
+                out.push((
+                    format!("abort_on.errors[{i}]"),
+                    format!(
+                        "unknown error class {class:?}: expected one of {}",
+                        known.join(", ")
+                    ),
+                ));
+            }
+        }
+        if self.first_requests == 0 {
+            out.push((
+                "abort_on.first_requests".into(),
+                "must be at least 1 (to turn the rule off, set abort_on.errors = [])".into(),
+            ));
+        }
+        if self.within.0.is_zero() {
+            out.push((
+                "abort_on.within".into(),
+                "must be above 0 (to turn the rule off, set abort_on.errors = [])".into(),
+            ));
+        }
+        out
+    }
+}
+
 /// The whole plan, as written.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -136,6 +208,9 @@ pub struct Plan {
     pub agents: Vec<AgentPlan>,
     #[serde(default)]
     pub on_agent_lost: OnAgentLost,
+    /// When a step's first requests, all failing alike, stop the run.
+    #[serde(default)]
+    pub abort_on: AbortOnPlan,
     /// The plan file's folder, against which its relative paths (traces) are read.
     #[serde(skip)]
     pub dir: PathBuf,
@@ -263,6 +338,9 @@ impl Plan {
         }
         issues.extend(self.target.problems().into_iter().map(|(f, m)| whole(f, m)));
         issues.extend(self.monitor.validate());
+        issues.extend(
+            (self.abort_on.problems().into_iter()).map(|(field, message)| whole(&field, message)),
+        );
         for (i, a) in self.agents.iter().enumerate() {
             let addr = a.addr.strip_prefix("dns:").unwrap_or(&a.addr);
             if addr
@@ -590,6 +668,44 @@ output_tokens = 8
         let (msg, issue) = one_issue(&format!("name = \"x\"\non_agent_lost = \"retry\"\n{stage}"));
         assert_eq!(issue.line, 2, "{msg}");
         assert!(msg.contains("continue") && msg.contains("abort"), "{msg}");
+    }
+
+    #[test]
+    fn abort_on_has_a_default_and_checks_its_values() {
+        let stage = "[[stage]]\nname = \"a\"\nqps = 1\nduration = \"1s\"\n";
+        let plan = parse(&format!("name = \"x\"\n{stage}")).unwrap();
+        assert_eq!(plan.abort_on.errors, ["http_4xx"]);
+        assert_eq!(plan.abort_on.first_requests, 10);
+        assert_eq!(plan.abort_on.within.0, Duration::from_secs(2));
+        let off = parse(&format!("name = \"x\"\n[abort_on]\nerrors = []\n{stage}")).unwrap();
+        assert!(off.abort_on.errors.is_empty());
+        assert_eq!(off.abort_on.first_requests, 10);
+        let set = "[abort_on]\nerrors = [\"http_4xx\", \"connect\"]\nfirst_requests = 3\nwithin = \"500ms\"\n";
+        let plan = parse(&format!("name = \"x\"\n{set}{stage}")).unwrap();
+        assert_eq!(plan.abort_on.errors, ["http_4xx", "connect"]);
+        assert_eq!(plan.abort_on.first_requests, 3);
+        assert_eq!(plan.abort_on.within.0, Duration::from_millis(500));
+        let bad = "[abort_on]\nerrors = [\"http_4xx\", \"http4xx\"]\nfirst_requests = 0\nwithin = \"0s\"\n";
+        let err = parse(&format!("name = \"x\"\n{bad}{stage}")).unwrap_err();
+        let fields: Vec<_> = err.issues.iter().filter_map(|i| i.field.clone()).collect();
+        assert_eq!(
+            fields,
+            [
+                "abort_on.errors[1]",
+                "abort_on.first_requests",
+                "abort_on.within"
+            ],
+            "{err}"
+        );
+        assert!(err.issues[0].message.contains("\"http4xx\""), "{err}");
+        assert!(
+            err.issues[0].message.contains("http_4xx, http_5xx"),
+            "{err}"
+        );
+        // A field it does not have is named, at its line.
+        let (msg, issue) = one_issue(&format!("name = \"x\"\n[abort_on]\nfirst = 3\n{stage}"));
+        assert_eq!(issue.line, 3, "{msg}");
+        assert!(msg.contains("first"), "{msg}");
     }
 
     #[test]

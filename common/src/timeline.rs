@@ -92,6 +92,14 @@ impl ErrorClass {
         )
     }
 
+    /// Classes a non-success HTTP status decides (their status tells them apart further).
+    pub fn is_http(self) -> bool {
+        matches!(
+            self,
+            ErrorClass::Http429 | ErrorClass::Http4xx | ErrorClass::Http5xx
+        )
+    }
+
     /// Abnormal responses: the server answered, but not with what was asked for.
     pub fn is_abnormal(self) -> bool {
         matches!(
@@ -309,6 +317,16 @@ impl crate::metrics::HistogramBundle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_plan_knows_every_class_but_cancelled() {
+        let names: Vec<&str> = ErrorClass::ALL
+            .iter()
+            .filter(|c| **c != ErrorClass::Cancelled)
+            .map(|c| c.as_str())
+            .collect();
+        assert_eq!(names, crate::error_sample::ERROR_CLASSES);
+    }
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)

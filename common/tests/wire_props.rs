@@ -28,6 +28,7 @@ fn tally() -> impl Strategy<Value = Tally> {
                 server_input_requests: n[11],
                 content_chunks: n[12],
                 errors: errors.into_iter().map(|(k, v)| (k, u64::from(v))).collect(),
+                error_samples: Vec::new(),
             }
         })
 }

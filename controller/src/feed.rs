@@ -50,6 +50,8 @@ struct StepLive {
     recent: VecDeque<Recent>,
     total: HistogramBundle,
     errors: BTreeMap<String, u64>,
+    /// The step's first message of each error class and status, merged as intervals come.
+    error_samples: Counts,
     scale: f64,
 }
 
@@ -82,6 +84,12 @@ impl StepLive {
         let _ = self.total.merge(&m.bundle);
         for (class, n) in &m.counts.errors {
             *self.errors.entry(class.clone()).or_default() += n;
+        }
+        if !m.counts.error_samples.is_empty() {
+            self.error_samples += &Counts {
+                error_samples: m.counts.error_samples.clone(),
+                ..Counts::default()
+            };
         }
         self.recent.push_back(Recent {
             end_s: row.elapsed_s,
@@ -216,6 +224,7 @@ impl LiveFeed {
                 recent: VecDeque::new(),
                 total: HistogramBundle::new(),
                 errors: BTreeMap::new(),
+                error_samples: Counts::default(),
                 scale: 1.0,
             },
         );
@@ -283,6 +292,7 @@ impl LiveFeed {
             step: latencies(&st.total),
             errors,
             step_errors: st.errors.clone(),
+            step_error_messages: Tally::from(&st.error_samples).error_samples,
             agents,
             paused: st.planned_qps.is_some_and(|p| p > 0.0) && row.offered_qps == Some(0.0),
             sent: m.counts.sent,
@@ -353,6 +363,7 @@ impl LiveFeed {
             error_rate: s.rates.error_rate,
             slo_pass: (!s.slo.checks.is_empty()).then_some(s.slo.pass),
             warmup: s.warmup,
+            error_messages: s.error_messages.clone(),
         }));
     }
 
@@ -472,6 +483,22 @@ impl<'a> Console<'a> {
                 out,
                 "aborting: {step} failed a threshold and the plan sets abort_on_slo_fail"
             ),
+            Notice::FailedAlike {
+                step,
+                judged,
+                sample,
+            } => writeln!(
+                out,
+                "aborting: the first {judged} requests of {step} all failed with {}: {} (abort_on; set abort_on.errors = [] to run on)",
+                sample.label(),
+                sample.message
+            ),
+            Notice::StepErrors { step, messages } => {
+                for line in plain::error_message_lines(step, messages) {
+                    writeln!(out, "{line}")?;
+                }
+                Ok(())
+            }
             Notice::RateChanged { step, scale, qps } => writeln!(
                 out,
                 "rate: {step} now {scale:.2}x its plan ({qps:.2} requests/s)"

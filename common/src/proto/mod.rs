@@ -9,7 +9,7 @@ mod generated {
 pub use generated::*;
 
 mod metrics;
-pub use self::metrics::count_outcome;
+pub use self::metrics::{count_outcome, note_error};
 
 use std::time::Duration;
 

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use crate::alerts::{Alert, AlertKind, AlertState};
 use crate::state::{
-    AgentHealth, IntervalView, Latencies, LiveEvent, LiveState, Percentiles, RateChange, RunInfo,
-    StepDone, StepStart,
+    AgentHealth, ErrorSample, IntervalView, Latencies, LiveEvent, LiveState, Percentiles,
+    RateChange, RunInfo, StepDone, StepStart,
 };
 use stampede_results::rows::TimeseriesRow;
 
@@ -91,10 +91,37 @@ fn interval(step_no: u32, name: &str, qps: f64, i: u32, t: f64, trouble: bool) -
         errors.insert("timeout_total".to_string(), 1);
     }
     let mut step_errors = BTreeMap::new();
+    let mut step_error_messages = Vec::new();
     if trouble {
         step_errors.insert("http_5xx".to_string(), 9 + u64::from(i) * 4);
         step_errors.insert("timeout_total".to_string(), 2 + u64::from(i));
         step_errors.insert("stream_broken".to_string(), 1);
+        let sample = |class: &str, http_status, count, message: &str| ErrorSample {
+            class: class.into(),
+            http_status,
+            count,
+            message: message.into(),
+        };
+        step_error_messages = vec![
+            sample(
+                "http_5xx",
+                Some(503),
+                9 + u64::from(i) * 4,
+                "HTTP 503 Service Unavailable the engine is overloaded, retry later",
+            ),
+            sample(
+                "stream_broken",
+                None,
+                1,
+                "error decoding response body: connection closed before message completed",
+            ),
+            sample(
+                "timeout_total",
+                None,
+                2 + u64::from(i),
+                "the response did not finish within the timeout",
+            ),
+        ];
     }
     IntervalView {
         step_no,
@@ -110,6 +137,7 @@ fn interval(step_no: u32, name: &str, qps: f64, i: u32, t: f64, trouble: bool) -
         },
         errors,
         step_errors,
+        step_error_messages,
         agents: vec![
             AgentHealth {
                 agent: "local-0".into(),
@@ -177,6 +205,7 @@ pub fn events() -> Vec<LiveEvent> {
         error_rate: 0.0,
         slo_pass: Some(true),
         warmup: false,
+        error_messages: Vec::new(),
     }));
     ev.push(LiveEvent::StepStarted(StepStart {
         step_no: 1,

@@ -4,7 +4,7 @@
 
 use std::io::Write;
 
-use crate::state::{LiveEvent, StepDone};
+use crate::state::{ErrorSample, LiveEvent, StepDone};
 use stampede_results::rows::TimeseriesRow;
 use stampede_results::summary::StageSummary;
 
@@ -220,16 +220,20 @@ pub fn event_lines(ev: &LiveEvent) -> Vec<String> {
             }
             vec![text]
         }
-        LiveEvent::StepFinished(d) => vec![format!(
-            "step {} finished: achieved {:.1}/s, ttft p99 {:.1} ms, e2e p99 {:.1} ms, {:.0} tok/s, errors {:.2}%, slo {}",
-            d.name,
-            d.achieved_qps,
-            d.ttft_p99_ms,
-            d.e2e_p99_ms,
-            d.output_tokens_per_s,
-            d.error_rate * 100.0,
-            slo_word(d.slo_pass)
-        )],
+        LiveEvent::StepFinished(d) => {
+            let mut lines = vec![format!(
+                "step {} finished: achieved {:.1}/s, ttft p99 {:.1} ms, e2e p99 {:.1} ms, {:.0} tok/s, errors {:.2}%, slo {}",
+                d.name,
+                d.achieved_qps,
+                d.ttft_p99_ms,
+                d.e2e_p99_ms,
+                d.output_tokens_per_s,
+                d.error_rate * 100.0,
+                slo_word(d.slo_pass)
+            )];
+            lines.extend(error_message_lines(&d.name, &d.error_messages));
+            lines
+        }
         LiveEvent::Alert(a) => vec![a.line()],
         LiveEvent::Rate(r) => vec![if r.scale == 0.0 {
             format!("rate: {} paused", r.step)
@@ -245,6 +249,25 @@ pub fn event_lines(ev: &LiveEvent) -> Vec<String> {
             "warning: this watcher fell behind and missed {n} update(s)"
         )],
     }
+}
+
+/// One line per error class and status of a step: how many failed so and the first message,
+/// the most frequent first, as the console and `controller watch --plain` print them.
+pub fn error_message_lines(step: &str, messages: &[ErrorSample]) -> Vec<String> {
+    let mut sorted: Vec<&ErrorSample> = messages.iter().collect();
+    sorted.sort_by(|a, b| b.count.cmp(&a.count).then(a.label().cmp(&b.label())));
+    sorted
+        .into_iter()
+        .map(|m| {
+            let requests = if m.count == 1 { "request" } else { "requests" };
+            format!(
+                "  {step}: {} {requests} failed with {}: {}",
+                m.count,
+                m.label(),
+                m.message
+            )
+        })
+        .collect()
 }
 
 fn slo_word(pass: Option<bool>) -> &'static str {

@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use crate::alerts::{Alert, AlertState};
+pub use stampede_common::error_sample::ErrorSample;
 use stampede_results::rows::TimeseriesRow;
 
 /// How far back the charts reach, in seconds of the run: what the dashboard draws and a late
@@ -91,6 +92,8 @@ pub struct IntervalView {
     /// Failed requests by class in this interval, and in the step so far.
     pub errors: BTreeMap<String, u64>,
     pub step_errors: BTreeMap<String, u64>,
+    /// The step so far: the first message of each error class and status, with its count.
+    pub step_error_messages: Vec<ErrorSample>,
     pub agents: Vec<AgentHealth>,
     /// The step was paused (rate scale 0).
     pub paused: bool,
@@ -125,6 +128,8 @@ pub struct StepDone {
     /// `None` when the step had no threshold.
     pub slo_pass: Option<bool>,
     pub warmup: bool,
+    /// The first message of each error class and status, with its count.
+    pub error_messages: Vec<ErrorSample>,
 }
 
 /// A rate change of the step sending now.

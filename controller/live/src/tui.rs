@@ -495,6 +495,21 @@ fn errors_pane(f: &mut Frame<'_>, area: Rect, st: &LiveState) {
         "timeouts {} dropped {}",
         last.row.timeouts, last.row.dropped
     )));
+    // Why they failed: each class's first message, the most frequent first.
+    let mut messages: Vec<_> = last.step_error_messages.iter().collect();
+    messages.sort_by(|a, b| b.count.cmp(&a.count).then(a.label().cmp(&b.label())));
+    for m in messages {
+        // The client writes `HTTP 503 Service Unavailable <server's words>`: the status leads.
+        let text = match m.message.strip_prefix("HTTP ") {
+            Some(rest) if m.http_status.is_some() => rest.to_string(),
+            _ => format!("{}: {}", m.class, m.message),
+        };
+        // Wrapped here: a server's message is longer than the pane is wide.
+        let width = usize::from(area.width.saturating_sub(2)).max(8);
+        for part in wrap_words(&text, width) {
+            lines.push(Line::styled(part, Style::new().dim()));
+        }
+    }
     f.render_widget(Paragraph::new(lines).block(title("Errors")), area);
 }
 
@@ -705,6 +720,40 @@ fn log_pane(f: &mut Frame<'_>, area: Rect, st: &LiveState) {
     f.render_widget(Paragraph::new(lines).block(title("Log")), area);
 }
 
+/// `s` in lines of at most `width` characters, broken between words (a longer word is cut).
+fn wrap_words(s: &str, width: usize) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in s.split_whitespace() {
+        let mut word: Vec<char> = word.chars().collect();
+        loop {
+            let used = line.chars().count();
+            let gap = usize::from(used > 0);
+            if used + gap + word.len() <= width {
+                if gap == 1 {
+                    line.push(' ');
+                }
+                line.extend(word.iter());
+                break;
+            }
+            if used > 0 {
+                out.push(std::mem::take(&mut line));
+                continue;
+            }
+            let rest = word.split_off(width.min(word.len()));
+            out.push(word.into_iter().collect());
+            word = rest;
+            if word.is_empty() {
+                break;
+            }
+        }
+    }
+    if !line.is_empty() {
+        out.push(line);
+    }
+    out
+}
+
 fn truncate(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
         s.to_string()
@@ -735,6 +784,16 @@ mod tests {
             out.push('\n');
         }
         out
+    }
+
+    #[test]
+    fn messages_wrap_between_words_and_cut_what_is_longer_than_a_line() {
+        assert_eq!(
+            wrap_words("503 Service Unavailable the engine", 12),
+            ["503 Service", "Unavailable", "the engine"]
+        );
+        assert_eq!(wrap_words("abcdefghij kl", 4), ["abcd", "efgh", "ij", "kl"]);
+        assert!(wrap_words("  ", 4).is_empty());
     }
 
     /// Compares with the stored snapshot; `UPDATE_SNAPSHOTS=1` rewrites it.

@@ -38,6 +38,7 @@ pub fn to_proto(ev: &LiveEvent) -> proto::LiveUpdate {
             step: Some(latencies_to(&iv.step)),
             errors: iv.errors.clone().into_iter().collect(),
             step_errors: iv.step_errors.clone().into_iter().collect(),
+            step_error_messages: iv.step_error_messages.iter().map(Into::into).collect(),
             agents: iv
                 .agents
                 .iter()
@@ -64,6 +65,7 @@ pub fn to_proto(ev: &LiveEvent) -> proto::LiveUpdate {
             error_rate: d.error_rate,
             slo_pass: d.slo_pass,
             warmup: d.warmup,
+            error_messages: d.error_messages.iter().map(Into::into).collect(),
         }),
         LiveEvent::Alert(a) => Update::Alert(proto::LiveAlert {
             kind: a.kind.name().to_string(),
@@ -121,6 +123,7 @@ pub fn from_proto(u: proto::LiveUpdate) -> Option<LiveEvent> {
             step: latencies_from(iv.step.unwrap_or_default()),
             errors: iv.errors.into_iter().collect(),
             step_errors: iv.step_errors.into_iter().collect(),
+            step_error_messages: iv.step_error_messages.iter().map(Into::into).collect(),
             agents: iv
                 .agents
                 .into_iter()
@@ -147,6 +150,7 @@ pub fn from_proto(u: proto::LiveUpdate) -> Option<LiveEvent> {
             error_rate: d.error_rate,
             slo_pass: d.slo_pass,
             warmup: d.warmup,
+            error_messages: d.error_messages.iter().map(Into::into).collect(),
         }),
         Update::Alert(a) => LiveEvent::Alert(Alert {
             elapsed_s: a.elapsed_s,

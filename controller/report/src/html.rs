@@ -222,11 +222,7 @@ fn table_section<W: Write>(
     }
     write!(out, r#"<div class="table-wrap"><table><thead><tr>"#)?;
     let class = |i: usize| {
-        if i < t.text_columns {
-            r#" class="t""#
-        } else {
-            ""
-        }
+        if t.is_text(i) { r#" class="t""# } else { "" }
     };
     for (i, h) in t.headers.iter().enumerate() {
         write!(out, "<th{}>{}</th>", class(i), esc(h))?;

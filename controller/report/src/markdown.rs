@@ -74,7 +74,7 @@ fn table<W: Write>(out: &mut W, title: &str, t: &Table, empty: Option<&str>) -> 
     let head: Vec<String> = t.headers.iter().map(|h| cell(h)).collect();
     writeln!(out, "| {} |", head.join(" | "))?;
     let align: Vec<&str> = (0..t.headers.len())
-        .map(|i| if i < t.text_columns { "---" } else { "---:" })
+        .map(|i| if t.is_text(i) { "---" } else { "---:" })
         .collect();
     writeln!(out, "| {} |", align.join(" | "))?;
     for row in &t.rows {
@@ -120,6 +120,63 @@ mod tests {
             assert!(widths.windows(2).all(|w| w[0] == w[1]), "{block}");
         }
         assert!(!md.contains("<svg"));
+    }
+
+    #[test]
+    fn the_errors_table_shows_each_status_with_its_first_message() {
+        use stampede_results::summary::ErrorSample;
+        let mut steps = fixture::knee_steps();
+        let last = steps.last_mut().unwrap();
+        last.errors.insert("http_4xx".into(), 3);
+        let sample = |status, count, message: &str| ErrorSample {
+            class: "http_4xx".into(),
+            http_status: Some(status),
+            count,
+            message: message.into(),
+        };
+        last.error_messages = vec![
+            sample(
+                401,
+                2,
+                "HTTP 401 Unauthorized Invalid API key | sk-[redacted]",
+            ),
+            sample(404, 1, "HTTP 404 Not Found no such model"),
+            ErrorSample {
+                class: "timeout_first_token".into(),
+                http_status: None,
+                count: 40,
+                message: "no content before the first-token timeout".into(),
+            },
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        fixture::write_steps_run(dir.path(), &steps);
+        let run = RunData::load(dir.path()).unwrap();
+        let mut out = Vec::new();
+        write(&mut out, &Report::build(&run, Lang::En)).unwrap();
+        let md = String::from_utf8(out).unwrap();
+        let errors = md.split("## Errors").nth(1).unwrap();
+        let rows: Vec<&str> = errors
+            .lines()
+            .filter(|l| l.starts_with("| steps/qps=32"))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                "| steps/qps=32 | cancelled | 216 | 33.8% | - |",
+                "| steps/qps=32 | http_4xx 401 | 2 | 0.312% | HTTP 401 Unauthorized Invalid API key \\| sk-[redacted] |",
+                "| steps/qps=32 | http_4xx 404 | 1 | 0.156% | HTTP 404 Not Found no such model |",
+                "| steps/qps=32 | timeout_first_token | 40 | 6.25% | no content before the first-token timeout |",
+            ],
+            "{errors}"
+        );
+        assert!(
+            errors.contains("| step | error class | count | Error rate | first message |"),
+            "{errors}"
+        );
+        assert!(
+            errors.contains("| --- | --- | ---: | ---: | --- |"),
+            "{errors}"
+        );
     }
 
     #[test]

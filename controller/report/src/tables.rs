@@ -14,6 +14,15 @@ pub struct Table {
     pub headers: Vec<String>,
     pub rows: Vec<Vec<String>>,
     pub states: Vec<Option<&'static str>>,
+    /// How many trailing columns hold text (a message after the numbers).
+    pub trailing_text: usize,
+}
+
+impl Table {
+    /// True when column `i` holds text (aligned left).
+    pub fn is_text(&self, i: usize) -> bool {
+        i < self.text_columns || i + self.trailing_text >= self.headers.len()
+    }
 }
 
 /// One row per step, and one per request class of a mixed workload under its step.
@@ -148,26 +157,56 @@ pub fn slo(run: &RunData, l: &Labels) -> Table {
     t
 }
 
-/// One row per step and error class.
+/// One row per step and error class, split by HTTP status where the step kept each status's
+/// first message: its count, its share of the step's requests and what the server said.
 pub fn errors(run: &RunData, l: &Labels) -> Table {
     let mut t = Table {
         text_columns: 2,
-        headers: [l.col_step, l.col_class, l.col_count, l.error_rate]
-            .iter()
-            .map(|h| h.to_string())
-            .collect(),
+        trailing_text: 1,
+        headers: [
+            l.col_step,
+            l.col_class,
+            l.col_count,
+            l.error_rate,
+            l.col_first_message,
+        ]
+        .iter()
+        .map(|h| h.to_string())
+        .collect(),
         ..Default::default()
     };
     for s in &run.summary.stages {
+        let sent = s.requests.sent.max(1) as f64;
         for (class, n) in s.errors.iter().filter(|(_, n)| **n > 0) {
-            let share = *n as f64 / s.requests.sent.max(1) as f64;
-            t.rows.push(vec![
-                s.name.clone(),
-                class.clone(),
-                n.to_string(),
-                pct(share),
-            ]);
-            t.states.push(None);
+            let messages: Vec<_> = s
+                .error_messages
+                .iter()
+                .filter(|m| m.class == *class)
+                .collect();
+            // What no message covers (a summary from before messages were kept, cancellations)
+            // keeps its own row.
+            let covered: u64 = messages.iter().map(|m| m.count).sum();
+            for m in messages {
+                t.rows.push(vec![
+                    s.name.clone(),
+                    m.label(),
+                    m.count.to_string(),
+                    pct(m.count as f64 / sent),
+                    m.message.clone(),
+                ]);
+                t.states.push(None);
+            }
+            if covered < *n {
+                let rest = n - covered;
+                t.rows.push(vec![
+                    s.name.clone(),
+                    class.clone(),
+                    rest.to_string(),
+                    pct(rest as f64 / sent),
+                    "-".into(),
+                ]);
+                t.states.push(None);
+            }
         }
     }
     t

@@ -8,6 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 pub use crate::facts::Facts;
 pub use crate::kinds::{AgentEventKind, FindingCode, RunStatus, Severity, ShareEnd, StepMode};
+pub use stampede_common::error_sample::ErrorSample;
 use stampede_common::metrics::{HistogramBundle, LatencySummary, Tally};
 use stampede_common::plan::StepKind;
 use stampede_common::plan::{Bound, Load, SloCheck};
@@ -225,6 +226,10 @@ pub struct StageSummary {
     pub duration_s: f64,
     pub requests: RequestCounts,
     pub errors: BTreeMap<String, u64>,
+    /// The first server message of each error class and HTTP status, with its count (secrets
+    /// redacted), in key order: why the requests failed, not only how many.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub error_messages: Vec<ErrorSample>,
     pub ttft_ms: LatencySummary,
     pub ttft_corrected_ms: LatencySummary,
     pub chunk_gap_ms: LatencySummary,
@@ -309,6 +314,7 @@ impl StageSummary {
                 good: counts.good,
             },
             errors: counts.errors.clone(),
+            error_messages: counts.error_samples.clone(),
             ttft_ms: LatencySummary::of(&bundle.ttft),
             ttft_corrected_ms: LatencySummary::of(&bundle.ttft_corrected),
             chunk_gap_ms: LatencySummary::of(&bundle.chunk_gap),
@@ -713,6 +719,20 @@ mod tests {
             failed: 3,
             timeouts: 1,
             errors: [("http_5xx".to_string(), 2), ("timeout".to_string(), 1)].into(),
+            error_samples: vec![
+                ErrorSample {
+                    class: "http_5xx".into(),
+                    http_status: Some(503),
+                    count: 2,
+                    message: "HTTP 503 Service Unavailable overloaded".into(),
+                },
+                ErrorSample {
+                    class: "timeout_total".into(),
+                    http_status: None,
+                    count: 1,
+                    message: "the response did not finish within the timeout".into(),
+                },
+            ],
             output_tokens: 3700,
             input_tokens: 40_000,
             ..Default::default()
@@ -866,6 +886,17 @@ mod tests {
     }
 
     #[test]
+    fn a_summary_written_before_error_messages_reads_with_none() {
+        let mut v = serde_json::to_value(full_summary()).unwrap();
+        for stage in v["stages"].as_array_mut().unwrap() {
+            stage.as_object_mut().unwrap().remove("error_messages");
+        }
+        let read: RunSummary = serde_json::from_value(v).unwrap();
+        assert!(read.stages[0].error_messages.is_empty());
+        assert_eq!(read.overall.unwrap().error_messages.len(), 2);
+    }
+
+    #[test]
     fn the_json_names_are_pinned() {
         let v = serde_json::to_value(full_summary()).unwrap();
         for key in [
@@ -920,6 +951,15 @@ mod tests {
         }
         assert_eq!(stage["requests"]["sent"], 40);
         assert_eq!(stage["tokens"]["output_total"], 3700);
+        assert_eq!(
+            stage["error_messages"],
+            serde_json::json!([
+                {"class": "http_5xx", "http_status": 503, "count": 2,
+                 "message": "HTTP 503 Service Unavailable overloaded"},
+                {"class": "timeout_total", "count": 1,
+                 "message": "the response did not finish within the timeout"},
+            ])
+        );
         assert_eq!(stage["resources"]["host_cpu_pct"]["max"], 40.0);
         assert_eq!(stage["resources"]["gpus"][0]["util_pct"]["max"], 99.0);
         assert_eq!(stage["agents"][0]["end"], "absent: lost in warmup");

@@ -21,6 +21,7 @@ use crate::aggregate::{AgentEnd, MergedInterval, StepAggregate};
 use crate::live::command::RateCommand;
 use crate::monitor::MonitorRun;
 use crate::results::kinds::AgentEventKind;
+use crate::runner::abort_rule::{AbortRule, Judgement};
 use crate::runner::messages::{Action, Event, Input, LaunchOrder};
 use crate::runner::notice::Notice;
 use crate::runner::outcome::{StopReason, StopReasons};
@@ -50,6 +51,8 @@ pub struct Config {
     pub abort_on_agent_lost: bool,
     /// `abort_on_slo_fail`: a step that fails a threshold stops the run.
     pub abort_on_slo_fail: bool,
+    /// `abort_on`: a step whose first requests all fail alike stops the run.
+    pub abort_on: AbortRule,
 }
 
 impl Config {
@@ -60,6 +63,7 @@ impl Config {
             lost_after: (plan.interval.0 * LOST_AFTER_INTERVALS).max(LOST_AFTER_MIN),
             abort_on_agent_lost: plan.on_agent_lost == OnAgentLost::Abort,
             abort_on_slo_fail: plan.abort_on_slo_fail,
+            abort_on: AbortRule::of(&plan.abort_on),
         }
     }
 }
@@ -114,6 +118,8 @@ struct Running {
     agg: StepAggregate,
     /// Its start, seconds after the run's first step.
     start_s: f64,
+    /// Until its first requests are judged by `abort_on`.
+    judging: bool,
 }
 
 /// The run's state and every decision on it.
@@ -415,7 +421,14 @@ impl Coordinator {
                 .collect(),
         };
         out.push(Action::Launch(order));
-        self.running.insert(g, Running { agg, start_s });
+        self.running.insert(
+            g,
+            Running {
+                agg,
+                start_s,
+                judging: true,
+            },
+        );
         out.push(Action::Emit(Event::StepStarted {
             no: g,
             step,
@@ -595,8 +608,45 @@ impl Coordinator {
             }
             run_event::Event::Done(done) => run.agg.on_done(agent, &done),
         };
+        let elapsed = merged.iter().map(|m| m.end_offset).max();
         self.emit_intervals(g, merged, out);
+        if let Some(elapsed) = elapsed {
+            self.judge_first_requests(g, elapsed, out);
+        }
         true
+    }
+
+    /// Applies `abort_on` to step `g`'s first `elapsed`: when its first requests all failed
+    /// alike, the run stops and says why.
+    fn judge_first_requests(&mut self, g: usize, elapsed: Duration, out: &mut Vec<Action>) {
+        let Some(run) = self.running.get_mut(&g).filter(|r| r.judging) else {
+            return;
+        };
+        let (judged, sample) = match self.cfg.abort_on.judge(&run.agg.counts, elapsed) {
+            Judgement::Wait => return,
+            Judgement::Pass => {
+                run.judging = false;
+                return;
+            }
+            Judgement::Abort { judged, sample } => (judged, sample),
+        };
+        run.judging = false;
+        if self.stop.errors_aborted() {
+            return;
+        }
+        let step = run.agg.plan.name.clone();
+        self.stop.add(StopReason::FailedAlike {
+            step: step.clone(),
+            class: sample.label(),
+            count: judged,
+            message: sample.message.clone(),
+        });
+        out.push(Action::Emit(Event::Notice(Notice::FailedAlike {
+            step,
+            judged,
+            sample,
+        })));
+        self.stop_agents(Rearm::IfUnset, out);
     }
 
     /// Takes agent `i` out of the run: its running shares end with `why` (their data so far
@@ -720,7 +770,8 @@ impl Coordinator {
             }
         }
         // With a stop on its way, the deadline waits for the agents' answer.
-        let aborting = self.stop.slo_aborted() || self.stop.agent_aborted();
+        let aborting =
+            self.stop.slo_aborted() || self.stop.agent_aborted() || self.stop.errors_aborted();
         if aborting && self.stop_deadline.is_none() && self.rearm.is_none() {
             self.stop_deadline = Some(now + self.cfg.grace + STOP_SLACK);
         }
@@ -736,10 +787,17 @@ impl Coordinator {
         let pass = s.slo.pass;
         self.record.done.insert(agg.index, s.clone());
         self.overall.add(&agg);
+        let errors = (!s.error_messages.is_empty()).then(|| Notice::StepErrors {
+            step: s.name.clone(),
+            messages: s.error_messages.clone(),
+        });
         out.push(Action::Emit(Event::StepFinished {
             summary: Box::new(s),
             aggregate: Box::new(agg),
         }));
+        if let Some(notice) = errors {
+            out.push(Action::Emit(Event::Notice(notice)));
+        }
         pass
     }
 }

@@ -62,6 +62,7 @@ fn config() -> Config {
         lost_after: 5 * SEC,
         abort_on_agent_lost: false,
         abort_on_slo_fail: false,
+        abort_on: crate::runner::abort_rule::AbortRule::of(&Default::default()),
     }
 }
 
@@ -643,6 +644,123 @@ fn a_failed_threshold_aborts_the_run_when_the_plan_says_so() {
     assert_eq!(c.next_launch(), None, "step two never starts");
     assert_eq!(c.stop_reasons().status().name(), "aborted");
     assert_eq!(verdict(&c), exit::SLO_FAILED);
+}
+
+/// Counts of `n` requests refused with 401, the first sent `at_us` into the share.
+fn refused_counts(n: u64, at_us: u64, message: &str) -> Counts {
+    let mut c = Counts {
+        sent: n,
+        failed: n,
+        ..Default::default()
+    };
+    c.errors.insert("http_4xx".into(), n);
+    c.error_samples.insert(
+        "http_4xx 401".into(),
+        stampede_common::proto::ErrorSample {
+            class: "http_4xx".into(),
+            http_status: 401,
+            count: n,
+            first_sent_offset_us: at_us,
+            message: message.into(),
+        },
+    );
+    c
+}
+
+/// Interval `i` of 1 s in which `n` requests were refused.
+fn refused(i: u32, n: u64, at_us: u64, message: &str) -> Input {
+    let report = IntervalReport {
+        index: i,
+        start_offset_us: u64::from(i) * 1_000_000,
+        end_offset_us: u64::from(i + 1) * 1_000_000,
+        counts: Some(refused_counts(n, at_us, message)),
+        histograms: Some(HistogramBundle::new().encode().unwrap()),
+        ..Default::default()
+    };
+    report_of(0, 0, run_event::Event::Interval(report))
+}
+
+#[test]
+fn a_step_whose_first_requests_all_fail_alike_stops_the_run_with_the_message() {
+    let steps = vec![step("one", open(10.0), 10), step("two", open(10.0), 10)];
+    let (mut c, t0) = launched(config(), &["a", "bb"], steps);
+    // Both agents' first second: five 401s each; the earlier message is b's.
+    assert!(describe(&c.on(refused(0, 5, 300, "from a"), t0 + SEC)).is_empty());
+    let key = "HTTP 401 Unauthorized Invalid API key";
+    let out = c.on(from(1, refused(0, 5, 100, key)), t0 + SEC);
+    assert_eq!(
+        describe(&out),
+        [
+            "interval one #0 sent 10 offered Some(10.0) from 0s",
+            "say aborting: the first 10 requests of one all failed with http_4xx 401: HTTP 401 Unauthorized Invalid API key (abort_on; set abort_on.errors = [] to run on)",
+            "stop [0, 1]",
+        ]
+    );
+    assert_eq!(c.next_launch(), None, "step two never starts");
+    // The agents end their shares; the step's summary keeps the message, and says it.
+    let end = |agent: usize, at_us: u64, message: &str| {
+        let summary = ShareSummary {
+            counts: Some(refused_counts(5, at_us, message)),
+            ..Default::default()
+        };
+        report_of(0, agent, run_event::Event::Done(summary))
+    };
+    c.on(end(0, 300, "from a"), t0 + 2 * SEC);
+    let out = c.on(end(1, 100, key), t0 + 2 * SEC);
+    assert_eq!(
+        describe(&out),
+        [
+            "finished one sent 10 ends [\"done\", \"done\"]",
+            "say   one: 10 requests failed with http_4xx 401: HTTP 401 Unauthorized Invalid API key",
+            "finish",
+        ]
+    );
+    let one = &c.record().done[&0];
+    assert_eq!(one.error_messages.len(), 1);
+    assert_eq!(one.error_messages[0].count, 10);
+    assert_eq!(one.error_messages[0].message, key);
+    assert_eq!(
+        c.stop_reasons().decisive(),
+        Some(&StopReason::FailedAlike {
+            step: "one".into(),
+            class: "http_4xx 401".into(),
+            count: 10,
+            message: key.into(),
+        })
+    );
+    assert_eq!(c.stop_reasons().status().name(), "aborted");
+    assert_eq!(verdict(&c), exit::ERROR);
+}
+
+#[test]
+fn a_step_with_one_success_among_its_first_requests_runs_on() {
+    let (mut c, t0) = launched(config(), &["a"], vec![step("one", open(10.0), 10)]);
+    let mut mixed = refused_counts(12, 0, "no");
+    mixed.sent += 1;
+    mixed.completed = 1;
+    let report = IntervalReport {
+        index: 0,
+        start_offset_us: 0,
+        end_offset_us: 1_000_000,
+        counts: Some(mixed),
+        histograms: Some(HistogramBundle::new().encode().unwrap()),
+        ..Default::default()
+    };
+    let out = c.on(
+        report_of(0, 0, run_event::Event::Interval(report)),
+        t0 + SEC,
+    );
+    assert_eq!(
+        describe(&out),
+        ["interval one #0 sent 13 offered Some(10.0) from 0s"]
+    );
+    // Judged once: later intervals that fail alike do not stop it either.
+    let out = c.on(refused(1, 20, 1_000_100, "no"), t0 + 2 * SEC);
+    assert_eq!(
+        describe(&out),
+        ["interval one #1 sent 20 offered Some(10.0) from 0s"]
+    );
+    assert!(!c.stopped());
 }
 
 #[test]

@@ -7,6 +7,7 @@
 //! - [`messages`]: the coordinator's inputs, actions and events.
 //! - [`roster`]: the agents and their states (ready, running, lost, rejoined).
 //! - [`outcome`]: the typed stop reasons, the status and the exit code.
+//! - [`abort_rule`]: the plan's `abort_on`: a step whose first requests all fail alike.
 //! - [`share`]: a step's load split among the agents, and each agent's share.
 //! - [`step_summary`]: a finished step's summary, and the run's overall totals.
 //! - [`notice`]: what the run says; the live view's console prints it.
@@ -16,6 +17,7 @@
 //! - [`context`]: the run's fixed facts.
 //! - `setup`, `stages`, `wrapup`: before the first step, the stages in order, after the last.
 
+pub mod abort_rule;
 pub mod agent_io;
 pub mod context;
 pub mod coordinator;

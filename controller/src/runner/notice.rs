@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use stampede_common::error_sample::ErrorSample;
 use stampede_common::probe::ProbeResult;
 use stampede_common::units::HumanDuration;
 
@@ -33,6 +34,18 @@ pub enum Notice {
     AgentLostAbort { agent: String, why: String },
     /// A step failed a threshold and the plan aborts on that.
     SloAbort { step: String },
+    /// A step's first `judged` requests all failed as `sample` says, and `abort_on` names
+    /// its class: the run stops.
+    FailedAlike {
+        step: String,
+        judged: u64,
+        sample: ErrorSample,
+    },
+    /// A step ended with failures: each class and status, its count and first message.
+    StepErrors {
+        step: String,
+        messages: Vec<ErrorSample>,
+    },
     /// A rate command was applied to the step sending now.
     RateChanged { step: String, scale: f64, qps: f64 },
     /// A lost agent is back, from the next step.

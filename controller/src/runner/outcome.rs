@@ -24,17 +24,27 @@ pub enum StopReason {
     AgentLost { agent: String },
     /// Every load agent is lost: none is left to run the next step.
     AgentsLost { step: String },
+    /// A step's first `count` requests all failed with one error class and status (`class`,
+    /// as `http_4xx 401`), which the plan's `abort_on` names; `message` is the server's.
+    FailedAlike {
+        step: String,
+        class: String,
+        count: u64,
+        message: String,
+    },
 }
 
 impl StopReason {
     /// Which reason decides the run's status when several happened: a signal over an agent
-    /// abort over a threshold abort (the order the first version's flags were read in).
+    /// abort over an `abort_on` stop over a threshold abort (the order the first version's
+    /// flags were read in; a step that failed alike has no threshold worth judging).
     fn rank(&self) -> u8 {
         match self {
             StopReason::SloAbort { .. } => 1,
-            StopReason::AgentLost { .. } | StopReason::AgentsLost { .. } => 2,
-            StopReason::Interrupted => 3,
-            StopReason::Aborted => 4,
+            StopReason::FailedAlike { .. } => 2,
+            StopReason::AgentLost { .. } | StopReason::AgentsLost { .. } => 3,
+            StopReason::Interrupted => 4,
+            StopReason::Aborted => 5,
         }
     }
 
@@ -80,6 +90,13 @@ impl StopReasons {
         self.0.iter().any(StopReason::is_agent)
     }
 
+    /// True after a step's first requests, all failing alike, stopped the run (`abort_on`).
+    pub fn errors_aborted(&self) -> bool {
+        self.0
+            .iter()
+            .any(|r| matches!(r, StopReason::FailedAlike { .. }))
+    }
+
     /// True after a failed threshold stopped the run.
     pub fn slo_aborted(&self) -> bool {
         self.0
@@ -116,12 +133,14 @@ pub struct Verdict {
     pub slo_pass: bool,
 }
 
-/// The run's exit code: a signal, then an agent abort, then evidence that is not valid, then a
+/// The run's exit code: a signal, then an agent abort or an `abort_on` stop (the target
+/// refused the requests: the plan or its key is wrong), then evidence that is not valid, then a
 /// failed threshold.
 pub fn exit_code(stop: Option<&StopReason>, v: &Verdict) -> u8 {
     match stop {
         Some(r) if r.is_signal() => exit::INTERRUPTED,
         Some(r) if r.is_agent() => exit::ERROR,
+        Some(StopReason::FailedAlike { .. }) => exit::ERROR,
         _ if v.sent == 0 || v.completed == 0 || v.client_bound || v.unaccounted => {
             exit::INVALID_EVIDENCE
         }
@@ -147,7 +166,13 @@ mod tests {
         let slo = StopReason::SloAbort { step: "s".into() };
         let lost = StopReason::AgentLost { agent: "a".into() };
         let none = StopReason::AgentsLost { step: "s".into() };
-        let table: [(Option<StopReason>, u8, &str); 6] = [
+        let alike = StopReason::FailedAlike {
+            step: "s".into(),
+            class: "http_4xx 401".into(),
+            count: 10,
+            message: "Invalid API key".into(),
+        };
+        let table: [(Option<StopReason>, u8, &str); 7] = [
             (None, exit::PASS, "completed"),
             (
                 Some(StopReason::Interrupted),
@@ -158,6 +183,7 @@ mod tests {
             (Some(slo.clone()), exit::PASS, "aborted"),
             (Some(lost), exit::ERROR, "aborted"),
             (Some(none), exit::ERROR, "aborted"),
+            (Some(alike.clone()), exit::ERROR, "aborted"),
         ];
         for (reason, code, status) in table {
             let mut reasons = StopReasons::default();
@@ -221,6 +247,20 @@ mod tests {
         );
         let lost = StopReason::AgentLost { agent: "a".into() };
         assert_eq!(exit_code(Some(&lost), &empty), exit::ERROR);
+        // Nor a stop on requests that all failed alike: every one failed, and the run says
+        // why with 1, not 3.
+        let alike = StopReason::FailedAlike {
+            step: "s".into(),
+            class: "http_4xx 401".into(),
+            count: 10,
+            message: "Invalid API key".into(),
+        };
+        let failed = Verdict {
+            completed: 0,
+            slo_pass: false,
+            ..GOOD
+        };
+        assert_eq!(exit_code(Some(&alike), &failed), exit::ERROR);
     }
 
     #[test]
