@@ -19,12 +19,12 @@ fn u(v: &Value) -> u64 {
 fn injected(addr: SocketAddr) -> HashMap<String, u64> {
     let text = http_get(addr, "/metrics");
     (prom_samples(&text).into_iter())
-        .filter(|(name, _, _)| name == "stampede_sim_faults_injected_total")
-        .map(|(_, labels, value)| {
-            let kind = (labels.into_iter())
+        .filter(|s| s.name == "stampede_sim_faults_injected_total")
+        .map(|s| {
+            let kind = (s.labels.into_iter())
                 .find_map(|(k, v)| (k == "kind").then_some(v))
                 .expect("a kind label");
-            (kind, value as u64)
+            (kind, s.value as u64)
         })
         .collect()
 }

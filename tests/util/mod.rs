@@ -211,11 +211,21 @@ pub fn http_get(addr: SocketAddr, path: &str) -> String {
         .map_or(text.clone(), |(_, body)| body.to_string())
 }
 
+/// One sample of a Prometheus text exposition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromSample {
+    /// The full name: a histogram's `_bucket`, `_sum` or `_count` included.
+    pub name: String,
+    /// As written, in order.
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
+}
+
 /// Every sample of a Prometheus text exposition, read by the real parser
 /// (`prom_text_format_parser`): its full name (a histogram's `_bucket`, `_sum`, `_count`), its
 /// labels as written, and its value. Panics when the text does not parse: the simulator's and
 /// the exporter's own tests check the format strictly, so here that is a broken endpoint.
-pub fn prom_samples(text: &str) -> Vec<(String, Vec<(String, String)>, f64)> {
+pub fn prom_samples(text: &str) -> Vec<PromSample> {
     use prom_text_format_parser::{Scrape, Type, ValueType};
     let scrape = Scrape::parse(text).unwrap_or_else(|e| panic!("bad metrics text: {e:?}\n{text}"));
     let mut out = Vec::new();
@@ -234,7 +244,11 @@ pub fn prom_samples(text: &str) -> Vec<(String, Vec<(String, String)>, f64)> {
             let value = raw
                 .parse()
                 .unwrap_or_else(|_| panic!("{}: bad value {raw:?}", m.name));
-            out.push((format!("{}{suffix}", m.name), labels, value));
+            out.push(PromSample {
+                name: format!("{}{suffix}", m.name),
+                labels,
+                value,
+            });
         }
     }
     out
@@ -243,7 +257,7 @@ pub fn prom_samples(text: &str) -> Vec<(String, Vec<(String, String)>, f64)> {
 /// The sum of a Prometheus series over its label sets, from metrics text.
 pub fn prom_sum(text: &str, name: &str) -> f64 {
     (prom_samples(text).into_iter())
-        .filter(|(n, _, _)| n == name)
-        .map(|(_, _, v)| v)
+        .filter(|s| s.name == name)
+        .map(|s| s.value)
         .sum()
 }
