@@ -6,8 +6,7 @@
 mod util;
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 
 use serde_json::Value;
 use util::*;
@@ -18,29 +17,16 @@ fn u(v: &Value) -> u64 {
 
 /// The simulator's `stampede_sim_faults_injected_total` by kind.
 fn injected(addr: SocketAddr) -> HashMap<String, u64> {
-    let mut s = TcpStream::connect(addr).expect("connect to the simulator");
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: sim\r\n\r\n")
-        .expect("ask for /metrics");
-    let mut text = String::new();
-    s.read_to_string(&mut text).expect("read /metrics");
-    let mut out = HashMap::new();
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix("stampede_sim_faults_injected_total{") else {
-            continue;
-        };
-        let kind = rest
-            .split("kind=\"")
-            .nth(1)
-            .and_then(|k| k.split('"').next())
-            .expect("a kind label");
-        let value: f64 = line
-            .rsplit(' ')
-            .next()
-            .and_then(|v| v.parse().ok())
-            .expect("a value");
-        out.insert(kind.to_string(), value as u64);
-    }
-    out
+    let text = http_get(addr, "/metrics");
+    (prom_samples(&text).into_iter())
+        .filter(|s| s.name == "stampede_sim_faults_injected_total")
+        .map(|s| {
+            let kind = (s.labels.into_iter())
+                .find_map(|(k, v)| (k == "kind").then_some(v))
+                .expect("a kind label");
+            (kind, s.value as u64)
+        })
+        .collect()
 }
 
 #[test]

@@ -178,7 +178,7 @@ async fn metrics(State(s): State<Arc<AppState>>) -> Response {
     let mut resp = s.metrics.render().into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        HeaderValue::from_static(stampede_prom::CONTENT_TYPE),
     );
     resp
 }

@@ -17,11 +17,11 @@
 //!
 //! Every update is a relaxed atomic operation: nothing on the token path takes a lock.
 
-use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use stampede_prom::{Buckets, Exposition, MetricKind};
 use tokio::time::Instant;
 
 use crate::config::GpuConfig;
@@ -75,19 +75,18 @@ impl Histogram {
         self.sum_nanos.fetch_add(nanos, Relaxed);
     }
 
-    fn render(&self, out: &mut String, name: &str, help: &str, labels: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} histogram");
-        let mut cumulative = 0u64;
-        for (i, b) in self.bounds.iter().enumerate() {
-            cumulative += self.counts[i].load(Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{b}\"}} {cumulative}");
-        }
-        cumulative += self.counts[self.bounds.len()].load(Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {cumulative}");
-        let sum = self.sum_nanos.load(Relaxed) as f64 / 1e9;
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
-        let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
+    fn render(&self, out: &mut Exposition, name: &str, help: &str, labels: &[(&str, &str)]) {
+        let counts: Vec<u64> = self.counts.iter().map(|c| c.load(Relaxed)).collect();
+        out.family(name, MetricKind::Histogram, help);
+        out.histogram(
+            name,
+            labels,
+            &Buckets {
+                bounds: self.bounds,
+                counts: &counts,
+                sum: self.sum_nanos.load(Relaxed) as f64 / 1e9,
+            },
+        );
     }
 }
 
@@ -437,20 +436,21 @@ impl Metrics {
         w.value
     }
 
-    /// Renders every series in Prometheus text format 0.0.4.
+    /// Renders every series in Prometheus text format 0.0.4, through the one writer
+    /// (`stampede-prom`), which escapes label values and makes histogram buckets cumulative.
     pub fn render(&self) -> String {
         let now = Instant::now();
-        let mut out = String::with_capacity(16 * 1024);
-        let labels = format!("engine=\"0\",model_name=\"{}\"", escape(&self.model));
-        let gauge = |out: &mut String, name: &str, help: &str, v: f64| {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} gauge");
-            let _ = writeln!(out, "{name}{{{labels}}} {v}");
+        let mut out = Exposition::with_capacity(16 * 1024);
+        let labels: &[(&str, &str)] = &[("engine", "0"), ("model_name", &self.model)];
+        let one = |out: &mut Exposition, name: &str, kind: MetricKind, help: &str, v: f64| {
+            out.family(name, kind, help);
+            out.sample(name, labels, v);
         };
-        let counter = |out: &mut String, name: &str, help: &str, v: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} counter");
-            let _ = writeln!(out, "{name}{{{labels}}} {v}");
+        let gauge = |out: &mut Exposition, name: &str, help: &str, v: f64| {
+            one(out, name, MetricKind::Gauge, help, v);
+        };
+        let counter = |out: &mut Exposition, name: &str, help: &str, v: u64| {
+            one(out, name, MetricKind::Counter, help, v as f64);
         };
         let running = self.running.load(Relaxed).max(0) as f64;
         let kv = self.kv_usage_ppm.load(Relaxed) as f64 / 1e6;
@@ -496,86 +496,86 @@ impl Metrics {
             "Cumulative number of preemptions from the engine.",
             self.preemptions.load(Relaxed),
         );
-        let _ = writeln!(
-            out,
-            "# HELP vllm:request_success_total Count of successfully processed requests."
+        out.family(
+            "vllm:request_success_total",
+            MetricKind::Counter,
+            "Count of successfully processed requests.",
         );
-        let _ = writeln!(out, "# TYPE vllm:request_success_total counter");
         for (reason, c) in [
             ("length", &self.finished_length),
             ("stop", &self.finished_stop),
         ] {
-            let _ = writeln!(
-                out,
-                "vllm:request_success_total{{{labels},finished_reason=\"{reason}\"}} {}",
-                c.load(Relaxed)
+            let with_reason = [labels[0], labels[1], ("finished_reason", reason)];
+            out.sample(
+                "vllm:request_success_total",
+                &with_reason,
+                c.load(Relaxed) as f64,
             );
         }
         self.ttft.render(
             &mut out,
             "vllm:time_to_first_token_seconds",
             "Histogram of time to first token in seconds.",
-            &labels,
+            labels,
         );
         self.itl.render(
             &mut out,
             "vllm:inter_token_latency_seconds",
             "Histogram of inter-token latency in seconds.",
-            &labels,
+            labels,
         );
         self.e2e.render(
             &mut out,
             "vllm:e2e_request_latency_seconds",
             "Histogram of end to end request latency in seconds.",
-            &labels,
+            labels,
         );
 
         self.render_gpus(&mut out, now);
 
-        let sim = format!("model_name=\"{}\"", escape(&self.model));
+        let sim: &[(&str, &str)] = &[("model_name", &self.model)];
         self.lateness.render(
             &mut out,
             "stampede_sim_token_lateness_seconds",
             "How late each token left the simulator against its due time.",
-            &sim,
+            sim,
         );
-        let _ = writeln!(
-            out,
-            "# HELP stampede_sim_requests_total Completion requests accepted."
+        out.family(
+            "stampede_sim_requests_total",
+            MetricKind::Counter,
+            "Completion requests accepted.",
         );
-        let _ = writeln!(out, "# TYPE stampede_sim_requests_total counter");
-        let _ = writeln!(
-            out,
-            "stampede_sim_requests_total{{{sim}}} {}",
-            self.requests_received.load(Relaxed)
+        out.sample(
+            "stampede_sim_requests_total",
+            sim,
+            self.requests_received.load(Relaxed) as f64,
         );
-        let _ = writeln!(
-            out,
-            "# HELP stampede_sim_faults_injected_total Faults injected, by kind."
+        out.family(
+            "stampede_sim_faults_injected_total",
+            MetricKind::Counter,
+            "Faults injected, by kind.",
         );
-        let _ = writeln!(out, "# TYPE stampede_sim_faults_injected_total counter");
         for kind in FaultKind::ALL {
-            let _ = writeln!(
-                out,
-                "stampede_sim_faults_injected_total{{{sim},kind=\"{}\"}} {}",
-                kind.name(),
-                self.faults_injected(kind)
+            out.sample(
+                "stampede_sim_faults_injected_total",
+                &[sim[0], ("kind", kind.name())],
+                self.faults_injected(kind) as f64,
             );
         }
-        let _ = writeln!(
-            out,
-            "# HELP stampede_sim_uptime_seconds Seconds since the simulator started."
+        out.family(
+            "stampede_sim_uptime_seconds",
+            MetricKind::Gauge,
+            "Seconds since the simulator started.",
         );
-        let _ = writeln!(out, "# TYPE stampede_sim_uptime_seconds gauge");
-        let _ = writeln!(
-            out,
-            "stampede_sim_uptime_seconds{{{sim}}} {}",
-            (now - self.start).as_secs_f64()
+        out.sample(
+            "stampede_sim_uptime_seconds",
+            sim,
+            (now - self.start).as_secs_f64(),
         );
-        out
+        out.into_string()
     }
 
-    fn render_gpus(&self, out: &mut String, now: Instant) {
+    fn render_gpus(&self, out: &mut Exposition, now: Instant) {
         let util = self.utilisation(now);
         let fill = self.batch_fill_ppm.load(Relaxed) as f64 / 1e6;
         let g = &self.gpu;
@@ -605,25 +605,31 @@ impl Metrics {
                 (power * 1000.0).round() / 1000.0,
             ),
         ];
+        // The labels DCGM's exporter puts on each GPU's series.
+        let gpus: Vec<[String; 3]> = (0..g.count)
+            .map(|i| {
+                [
+                    i.to_string(),
+                    format!("GPU-5153e000-0000-4000-8000-{i:012}"),
+                    format!("nvidia{i}"),
+                ]
+            })
+            .collect();
         for (name, help, value) in series {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} gauge");
-            for i in 0..g.count {
-                let _ = writeln!(
-                    out,
-                    "{name}{{gpu=\"{i}\",UUID=\"GPU-5153e000-0000-4000-8000-{i:012}\",device=\"nvidia{i}\",modelName=\"{}\",Hostname=\"stampede-sim\",simulated=\"true\"}} {value}",
-                    escape(&g.name)
-                );
+            out.family(name, MetricKind::Gauge, help);
+            for [gpu, uuid, device] in &gpus {
+                let labels = [
+                    ("gpu", gpu.as_str()),
+                    ("UUID", uuid.as_str()),
+                    ("device", device.as_str()),
+                    ("modelName", g.name.as_str()),
+                    ("Hostname", "stampede-sim"),
+                    ("simulated", "true"),
+                ];
+                out.sample(name, &labels, value);
             }
         }
     }
-}
-
-/// Escapes a label value per the text format.
-fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -665,12 +671,52 @@ mod tests {
         h.observe(Duration::from_millis(50));
         h.observe(Duration::from_millis(100)); // le is inclusive
         h.observe(Duration::from_secs(5));
-        let mut out = String::new();
-        h.render(&mut out, "x", "help", "a=\"b\"");
+        let mut e = Exposition::new();
+        h.render(&mut e, "x", "help", &[("a", "b")]);
+        let out = e.into_string();
         assert!(out.contains("x_bucket{a=\"b\",le=\"0.1\"} 2\n"), "{out}");
         assert!(out.contains("x_bucket{a=\"b\",le=\"1\"} 2\n"), "{out}");
         assert!(out.contains("x_bucket{a=\"b\",le=\"+Inf\"} 3\n"), "{out}");
         assert!(out.contains("x_count{a=\"b\"} 3\n"), "{out}");
         assert!(out.contains("x_sum{a=\"b\"} 5.15\n"), "{out}");
+    }
+
+    #[test]
+    fn the_exposition_parses_with_every_family_typed_once_and_labels_escaped() {
+        use prom_text_format_parser::{Scrape, Type};
+        let gpu = GpuConfig {
+            name: "H100 \\ SXM".into(),
+            count: 2,
+            memory_mib: 81_559,
+            used_mib: 72_000,
+            power_idle_w: 70.0,
+            power_max_w: 700.0,
+        };
+        let m = Metrics::new("a \"quoted\" model", gpu);
+        m.request_finished(FinishReason::Stop, Duration::from_millis(700));
+        let text = m.render();
+        assert!(
+            text.contains(
+                "vllm:request_success_total{engine=\"0\",model_name=\"a \\\"quoted\\\" model\",finished_reason=\"stop\"} 1\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("vllm:e2e_request_latency_seconds_bucket{engine=\"0\",model_name=\"a \\\"quoted\\\" model\",le=\"0.8\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "modelName=\"H100 \\\\ SXM\",Hostname=\"stampede-sim\",simulated=\"true\"} 72000\n"
+            ),
+            "{text}"
+        );
+        let scrape = Scrape::parse(&text).unwrap_or_else(|e| panic!("{e:?}\n{text}"));
+        let mut names: Vec<&str> = scrape.metrics.iter().map(|f| f.name.as_str()).collect();
+        assert!(scrape.metrics.iter().all(|f| f.kind != Type::Untyped));
+        let n = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), n, "a family is written twice");
     }
 }

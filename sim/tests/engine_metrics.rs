@@ -278,6 +278,15 @@ fn the_test_parser_rejects_malformed_exposition() {
         "# TYPE x gauge\nx one\n",
         "# TYPE x gauge\n1x 1\n",
         "# TYPE h histogram\nh_bucket{le=\"1\"} 2\nh_bucket{le=\"+Inf\"} 1\nh_count 1\nh_sum 0\n",
+        // +Inf is not the count.
+        "# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_sum 0\nh_count 3\n",
+        // No +Inf bucket.
+        "# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_sum 0\nh_count 1\n",
+        // A sample before its TYPE, and a family written twice.
+        "x 1\n# TYPE x gauge\nx 2\n",
+        "# TYPE x gauge\nx 1\n# TYPE y gauge\ny 1\n# TYPE x gauge\nx 2\n",
+        // An escape the format does not have.
+        "# TYPE x gauge\nx{a=\"\\t\"} 1\n",
     ] {
         assert!(parse_prometheus(bad).is_err(), "{bad}");
     }

@@ -211,13 +211,53 @@ pub fn http_get(addr: SocketAddr, path: &str) -> String {
         .map_or(text.clone(), |(_, body)| body.to_string())
 }
 
+/// One sample of a Prometheus text exposition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromSample {
+    /// The full name: a histogram's `_bucket`, `_sum` or `_count` included.
+    pub name: String,
+    /// As written, in order.
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
+}
+
+/// Every sample of a Prometheus text exposition, read by the real parser
+/// (`prom_text_format_parser`): its full name (a histogram's `_bucket`, `_sum`, `_count`), its
+/// labels as written, and its value. Panics when the text does not parse: the simulator's and
+/// the exporter's own tests check the format strictly, so here that is a broken endpoint.
+pub fn prom_samples(text: &str) -> Vec<PromSample> {
+    use prom_text_format_parser::{Scrape, Type, ValueType};
+    let scrape = Scrape::parse(text).unwrap_or_else(|e| panic!("bad metrics text: {e:?}\n{text}"));
+    let mut out = Vec::new();
+    for m in scrape.metrics {
+        for s in m.samples {
+            let suffix = match (m.kind, s.value.value_type) {
+                (Type::Histogram, ValueType::Sample) => "_bucket",
+                (_, ValueType::Sum) => "_sum",
+                (_, ValueType::Count) => "_count",
+                _ => "",
+            };
+            let labels = (s.labels.iter())
+                .map(|l| (l.key.clone(), l.value.clone()))
+                .collect();
+            let raw = s.value.value.as_str();
+            let value = raw
+                .parse()
+                .unwrap_or_else(|_| panic!("{}: bad value {raw:?}", m.name));
+            out.push(PromSample {
+                name: format!("{}{suffix}", m.name),
+                labels,
+                value,
+            });
+        }
+    }
+    out
+}
+
 /// The sum of a Prometheus series over its label sets, from metrics text.
 pub fn prom_sum(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    (prom_samples(text).into_iter())
+        .filter(|s| s.name == name)
+        .map(|s| s.value)
         .sum()
 }

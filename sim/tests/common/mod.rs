@@ -1,5 +1,6 @@
 //! Helpers shared by the simulator's integration tests: an in-process server on
-//! 127.0.0.1:0, an SSE reader that timestamps events, and a small Prometheus text parser.
+//! 127.0.0.1:0, an SSE reader that timestamps events, and the Prometheus text check (the real
+//! parser, then the promises of our writer).
 
 #![allow(dead_code)]
 
@@ -230,163 +231,113 @@ pub struct Sample {
     pub value: f64,
 }
 
-/// Parses Prometheus text format 0.0.4 strictly enough to catch malformed output: metric and
-/// label names, quoted and escaped label values, numeric values, a TYPE before each family's
-/// samples, and histograms whose buckets are cumulative and agree with `_count`.
+/// Parses Prometheus text format 0.0.4 with the real parser (`prom_text_format_parser`), then
+/// checks what it lets through and our writer promises: every family typed (a `# TYPE` before
+/// its samples; the parser makes a sample without one an untyped family of its own), no family
+/// twice, label values that unescape (`\\`, `\"`, `\n` only), and histograms whose buckets
+/// are cumulative and end in a `+Inf` bucket equal to `_count`, for each series.
 pub fn parse_prometheus(text: &str) -> Result<Vec<Sample>, String> {
+    use prom_text_format_parser::{Scrape, Type, ValueType};
+    let scrape = Scrape::parse(text).map_err(|e| format!("does not parse: {e:?}"))?;
     let mut samples = Vec::new();
-    let mut types: BTreeMap<String, String> = BTreeMap::new();
-    for (n, line) in text.lines().enumerate() {
-        let err = |m: &str| Err(format!("line {}: {m}: {line:?}", n + 1));
-        if line.is_empty() {
-            continue;
+    let mut families = std::collections::BTreeSet::new();
+    for m in &scrape.metrics {
+        if m.kind == Type::Untyped {
+            return Err(format!("{}: samples without a TYPE before them", m.name));
         }
-        if let Some(rest) = line.strip_prefix("# ") {
-            let mut parts = rest.splitn(3, ' ');
-            match (parts.next(), parts.next(), parts.next()) {
-                (Some("TYPE"), Some(name), Some(kind)) => {
-                    if !["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind) {
-                        return err("unknown type");
-                    }
-                    if types.insert(name.to_owned(), kind.to_owned()).is_some() {
-                        return err("duplicate TYPE");
-                    }
-                }
-                (Some("HELP"), Some(_), _) => {}
-                _ => return err("bad comment"),
+        if !families.insert(m.name.clone()) {
+            return Err(format!("{}: the family is written twice", m.name));
+        }
+        let mut series = Vec::new();
+        for s in &m.samples {
+            let suffix = match (m.kind, s.value.value_type) {
+                (Type::Histogram, ValueType::Sample) => "_bucket",
+                (_, ValueType::Sum) => "_sum",
+                (_, ValueType::Count) => "_count",
+                _ => "",
+            };
+            let mut labels = BTreeMap::new();
+            for l in s.labels.iter() {
+                labels.insert(
+                    l.key.clone(),
+                    unescape(&l.value).map_err(|e| format!("{}: {e}", m.name))?,
+                );
             }
-            continue;
+            let raw = s.value.value.as_str();
+            let value = raw
+                .parse::<f64>()
+                .map_err(|_| format!("{}: bad value {raw:?}", m.name))?;
+            series.push(Sample {
+                name: format!("{}{suffix}", m.name),
+                labels,
+                value,
+            });
         }
-        let name_end = line.find(['{', ' ']).ok_or("no value")?;
-        let name = &line[..name_end];
-        if !valid_name(name) {
-            return err("bad metric name");
+        if m.kind == Type::Histogram {
+            check_histogram(&m.name, &series)?;
         }
-        let mut labels = BTreeMap::new();
-        let mut rest = &line[name_end..];
-        if let Some(inner) = rest.strip_prefix('{') {
-            let b = inner.as_bytes();
-            let mut i = 0;
-            loop {
-                if b.get(i) == Some(&b'}') {
-                    i += 1;
-                    break;
-                }
-                let eq = inner[i..].find('=').ok_or("label without =")? + i;
-                let lname = &inner[i..eq];
-                if !valid_name(lname) || lname.contains(':') {
-                    return err("bad label name");
-                }
-                if b.get(eq + 1) != Some(&b'"') {
-                    return err("unquoted label value");
-                }
-                let mut value = String::new();
-                i = eq + 2;
-                loop {
-                    match b.get(i) {
-                        None => return err("unterminated label value"),
-                        Some(b'\\') => {
-                            match b.get(i + 1) {
-                                Some(b'n') => value.push('\n'),
-                                Some(b'\\') => value.push('\\'),
-                                Some(b'"') => value.push('"'),
-                                _ => return err("bad escape"),
-                            }
-                            i += 2;
-                        }
-                        Some(b'"') => break,
-                        Some(_) => {
-                            let c = inner[i..].chars().next().ok_or("utf8")?;
-                            value.push(c);
-                            i += c.len_utf8();
-                        }
-                    }
-                }
-                labels.insert(lname.to_owned(), value);
-                i += 1;
-                match b.get(i) {
-                    Some(b',') => i += 1,
-                    Some(b'}') => {
-                        i += 1;
-                        break;
-                    }
-                    _ => return err("expected , or }"),
-                }
-            }
-            rest = &inner[i..];
-        }
-        let value_text = rest.trim();
-        let value: f64 = match value_text {
-            "+Inf" => f64::INFINITY,
-            "-Inf" => f64::NEG_INFINITY,
-            "NaN" => f64::NAN,
-            v => v
-                .parse()
-                .map_err(|_| format!("line {}: bad value {v:?}", n + 1))?,
-        };
-        let family = family_of(name, &types);
-        if family.is_none() {
-            return err("sample before its TYPE");
-        }
-        samples.push(Sample {
-            name: name.to_owned(),
-            labels,
-            value,
-        });
+        samples.extend(series);
     }
-    check_histograms(&samples, &types)?;
     Ok(samples)
 }
 
-fn valid_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
-}
-
-fn family_of<'a>(name: &'a str, types: &BTreeMap<String, String>) -> Option<&'a str> {
-    if types.contains_key(name) {
-        return Some(name);
-    }
-    for suffix in ["_bucket", "_sum", "_count"] {
-        if let Some(base) = name.strip_suffix(suffix)
-            && types
-                .get(base)
-                .is_some_and(|t| t == "histogram" || t == "summary")
-        {
-            return Some(base);
+/// A label value as the text format escapes it, unescaped.
+fn unescape(raw: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some('n') => out.push('\n'),
+                Some('\\') => out.push('\\'),
+                Some('"') => out.push('"'),
+                other => return Err(format!("bad escape \\{other:?} in {raw:?}")),
+            },
+            '"' => return Err(format!("unescaped quote in {raw:?}")),
+            c => out.push(c),
         }
     }
-    None
+    Ok(out)
 }
 
-fn check_histograms(samples: &[Sample], types: &BTreeMap<String, String>) -> Result<(), String> {
-    for (family, _) in types.iter().filter(|(_, t)| *t == "histogram") {
-        let bucket = format!("{family}_bucket");
-        let mut last = -1.0;
-        let mut last_le = f64::NEG_INFINITY;
-        let mut inf = None;
-        for s in samples.iter().filter(|s| s.name == bucket) {
+/// Each series of a histogram (its labels but `le`): buckets rising in `le` and cumulative,
+/// the last one `+Inf`, equal to the series' `_count`.
+fn check_histogram(family: &str, samples: &[Sample]) -> Result<(), String> {
+    let key = |s: &Sample| {
+        let mut l = s.labels.clone();
+        l.remove("le");
+        l
+    };
+    let bucket = format!("{family}_bucket");
+    let count = format!("{family}_count");
+    let mut series: Vec<BTreeMap<String, String>> = samples.iter().map(key).collect();
+    series.dedup();
+    for labels in series {
+        let (mut last, mut last_le, mut inf) = (-1.0, f64::NEG_INFINITY, None);
+        for s in samples
+            .iter()
+            .filter(|s| s.name == bucket && key(s) == labels)
+        {
             let le: f64 = match s.labels.get("le").map(String::as_str) {
                 Some("+Inf") => f64::INFINITY,
                 Some(v) => v.parse().map_err(|_| format!("{family}: bad le {v}"))?,
                 None => return Err(format!("{family}: bucket without le")),
             };
-            if le <= last_le || s.value < last {
-                return Err(format!("{family}: buckets not cumulative"));
+            if le <= last_le || s.value < last || inf.is_some() {
+                return Err(format!("{family}{labels:?}: buckets not cumulative"));
             }
-            last_le = le;
-            last = s.value;
+            (last_le, last) = (le, s.value);
             if le.is_infinite() {
                 inf = Some(s.value);
             }
         }
-        let count = samples
-            .iter()
-            .find(|s| s.name == format!("{family}_count"))
+        let n = (samples.iter())
+            .find(|s| s.name == count && key(s) == labels)
             .map(|s| s.value);
-        if inf.is_none() || inf != count {
-            return Err(format!("{family}: +Inf bucket {inf:?} != count {count:?}"));
+        if inf.is_none() || inf != n {
+            return Err(format!(
+                "{family}{labels:?}: +Inf bucket {inf:?} != count {n:?}"
+            ));
         }
     }
     Ok(())
