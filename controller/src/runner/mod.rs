@@ -9,6 +9,7 @@
 //! - [`outcome`]: the typed stop reasons, the status and the exit code.
 //! - [`share`]: a step's load split among the agents, and each agent's share.
 //! - [`step_summary`]: a finished step's summary, and the run's overall totals.
+//! - [`course`]: how a step ran against its plan (pauses, rate changes, a stop that cut it).
 //! - [`notice`]: what the run says; the live view's console prints it.
 //! - [`shell`]: the async loop that moves inputs in and carries actions out.
 //! - [`agent_io`]: the calls to agents (gRPC, or in-process fakes in tests) and rejoining.
@@ -19,6 +20,7 @@
 pub mod agent_io;
 pub mod context;
 pub mod coordinator;
+pub mod course;
 pub mod messages;
 pub mod notice;
 pub mod outcome;
