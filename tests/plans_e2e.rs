@@ -58,7 +58,10 @@ fn capacity_search_finds_the_known_knee() {
     );
     let out = ws.run(&path, &[]);
     let s = ws.summary();
-    assert!(matches!(out.status.code(), Some(0 | 2)), "{}", text(&out));
+    // The search found its answer: its failing probes are evidence, so the run passed (issue 18:
+    // it used to exit 2, like a failed threshold).
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(s["slo_pass"], true, "{s}");
     let probe = &s["probes"][0];
     let best = probe["max_passing"]
         .as_f64()
@@ -100,6 +103,7 @@ fn the_rate_changes_while_a_step_runs() {
     let s = ws.summary();
     let changes = s["rate_changes"].as_array().unwrap();
     assert_eq!(changes.len(), 1, "{s}");
+    assert_eq!(s["stages"][0]["ended"], "rate_changed", "{s}");
     assert_eq!(changes[0]["qps"].as_f64(), Some(30.0));
     let at = changes[0]["elapsed_s"].as_f64().unwrap();
     // 10/s before the change and 30/s after it, within a few arrivals.

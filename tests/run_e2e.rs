@@ -322,6 +322,13 @@ fn sigterm_stops_sending_finishes_the_files_and_leaves_no_child_behind() {
     let st = &s["stages"][0];
     let sent = u(&st["requests"]["sent"]);
     assert!(sent > 0 && sent < 600, "stopped early: {sent}");
+    // Issue 18: the step says it was interrupted, and its rates are over the time it ran, not
+    // the 60 s planned (10/s, not a sixth of it).
+    assert_eq!(st["ended"], "interrupted", "{st}");
+    assert_eq!(f(&st["planned_duration_s"]), 60.0, "{st}");
+    let ran = f(&st["duration_s"]);
+    assert!(ran > 1.0 && ran < 30.0, "ran {ran}: {st}");
+    assert!((f(&st["achieved_qps"]) - 10.0).abs() < 1.5, "{st}");
     assert_eq!(
         sent,
         u(&st["requests"]["completed"])

@@ -60,6 +60,7 @@ pub fn prepare_monitor_only(
         goodput: GoodputLimits::default(),
         record_every: 0,
         samples: Some(samples),
+        window: None,
     };
     let window = Window {
         start,

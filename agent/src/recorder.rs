@@ -10,6 +10,11 @@
 //! the next one (counts and histograms lose nothing, only time resolution) and the report says
 //! how many were folded; request records wait in a bounded backlog, and those beyond it are
 //! dropped and counted. Only the last report and the summary wait for room.
+//!
+//! The step's window ends at its planned end or at the stop that cuts it short. There the
+//! recorder cuts the interval it is filling, so no report straddles the window's end, and
+//! marks every later report `drain`: requests sent in the window that finish after it are kept
+//! apart, never counted into the window's rates (DESIGN.md, throughput).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,6 +31,7 @@ use stampede_common::timeline::RequestTimeline;
 use stampede_common::units::micros;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 /// Counters the scheduler and workers update without waiting on the recorder.
@@ -139,6 +145,38 @@ pub struct Recorder {
     pub record_every: u32,
     /// Resource samples from the share's monitor thread, drained into each report.
     pub samples: Option<mpsc::Receiver<ResourceSample>>,
+    /// Where the step's window ends (None: never, as for a monitor-only share).
+    pub window: Option<WindowEnd>,
+}
+
+/// The end of a step's window: its planned end, or the stop that comes first.
+#[derive(Debug, Clone)]
+pub struct WindowEnd {
+    pub at: Instant,
+    pub stop: CancellationToken,
+}
+
+impl WindowEnd {
+    /// Waits for the window's end and returns its instant: the planned end, or when the stop
+    /// came (never after the planned end).
+    async fn reached(window: Option<&WindowEnd>) -> Instant {
+        let Some(w) = window else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            () = sleep_until(w.at) => w.at,
+            () = w.stop.cancelled() => Instant::now().min(w.at),
+        }
+    }
+}
+
+/// Where the next report begins, and whether it is in the drain.
+struct Cursor {
+    /// The report's number: one per interval end, folded or not, and one at the window's cut.
+    index: u32,
+    /// The start of the interval being filled (a folded interval keeps its first start).
+    from: Instant,
+    drain: bool,
 }
 
 /// The interval being filled.
@@ -171,8 +209,13 @@ impl Recorder {
         let mut total = Counts::default();
         let mut skipped = 0u64;
         let mut backlog = Backlog::default();
-        let mut index = 0u32;
+        let mut at = Cursor {
+            index: 0,
+            from: self.start,
+            drain: false,
+        };
         let mut next_tick = self.start + self.interval;
+        let window = self.window.clone();
         loop {
             tokio::select! {
                 biased;
@@ -180,18 +223,32 @@ impl Recorder {
                     Some(t) => self.take(&mut current, &t, &mut skipped, &mut backlog),
                     None => break,
                 },
+                end = WindowEnd::reached(window.as_ref()), if !at.drain => {
+                    // The window's last interval always goes (never folded into the drain).
+                    if end > at.from {
+                        if self.flush(&mut current, &mut total, &mut at, end, &mut backlog, true).await.is_err() {
+                            return;
+                        }
+                        at.index += 1;
+                    }
+                    at.drain = true;
+                    while next_tick <= end {
+                        next_tick += self.interval;
+                    }
+                }
                 () = sleep_until(next_tick) => {
-                    if self.flush(&mut current, &mut total, index, next_tick, &mut backlog, false).await.is_err() {
+                    if self.flush(&mut current, &mut total, &mut at, next_tick, &mut backlog, false).await.is_err() {
                         return;
                     }
-                    index += 1;
+                    // A folded interval keeps its number too: agents' reports stay aligned.
+                    at.index += 1;
                     next_tick += self.interval;
                 }
             }
         }
         let now = Instant::now();
         if self
-            .flush(&mut current, &mut total, index, now, &mut backlog, true)
+            .flush(&mut current, &mut total, &mut at, now, &mut backlog, true)
             .await
             .is_err()
         {
@@ -199,7 +256,7 @@ impl Recorder {
         }
         let done = ShareSummary {
             counts: Some(total),
-            intervals: index + 1,
+            intervals: at.index + 1,
             records_skipped: skipped,
             records_dropped: backlog.records_dropped_total,
             coalesced_intervals: backlog.coalesced_total,
@@ -260,13 +317,14 @@ impl Recorder {
         }
     }
 
-    /// Sends the interval `[index * interval, end)` and resets it; with the stream full (and
-    /// `last` false), folds it into the next one instead. Err when the controller is gone.
+    /// Sends the interval from `at` to `end` and resets it, moving `at` on; with the stream
+    /// full (and `last` false), folds it into the next one instead. Err when the controller is
+    /// gone.
     async fn flush(
         &self,
         cur: &mut Interval,
         total: &mut Counts,
-        index: u32,
+        at: &mut Cursor,
         end: Instant,
         backlog: &mut Backlog,
         last: bool,
@@ -326,9 +384,10 @@ impl Recorder {
             });
         }
         let report = IntervalReport {
-            index,
-            start_offset_us: micros(self.interval) * u64::from(index),
+            index: at.index,
+            start_offset_us: micros(at.from.saturating_duration_since(self.start)),
             end_offset_us: micros(end.saturating_duration_since(self.start)),
+            drain: at.drain,
             counts: Some(std::mem::take(&mut cur.counts)),
             histograms: Some(histograms),
             in_flight: u32::try_from(self.counters.in_flight.load(Ordering::Relaxed))
@@ -340,6 +399,7 @@ impl Recorder {
             records_dropped: std::mem::take(&mut backlog.records_dropped),
         };
         backlog.records_dropped_total += report.records_dropped;
+        at.from = end;
         cur.bundle.reset();
         permit.send(Ok(event(run_event::Event::Interval(report))));
         // Records go while there is room; the rest wait in the backlog for the next interval
@@ -389,6 +449,7 @@ mod tests {
             goodput: GoodputLimits::default(),
             record_every: 1,
             samples: None,
+            window: None,
         };
         let running = tokio::spawn(recorder.run());
         // 300 requests over about 150 ms while nobody reads the stream.
@@ -429,5 +490,144 @@ mod tests {
         // Within the backlog, no record is lost: each is sent or counted as dropped.
         assert_eq!(records + dropped, 300);
         assert_eq!(dropped, done.records_dropped);
+    }
+
+    /// Closed-loop users on an exact schedule: each sends at once, is answered `service` later,
+    /// and sends again while the window is open.
+    async fn closed_users(
+        tx: mpsc::Sender<RequestTimeline>,
+        counters: Arc<ShareCounters>,
+        users: u64,
+        service: Duration,
+        stop_at: Instant,
+        stop: CancellationToken,
+    ) {
+        let mut tasks = Vec::new();
+        for u in 0..users {
+            let (tx, counters, stop) = (tx.clone(), Arc::clone(&counters), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut n = 0;
+                loop {
+                    let sent = Instant::now();
+                    if sent >= stop_at || stop.is_cancelled() {
+                        break;
+                    }
+                    counters.count_sent(0);
+                    tokio::time::sleep(service).await;
+                    let done = Instant::now();
+                    let mut t = RequestTimeline::new(u * 1000 + n, sent, sent, 10);
+                    t.chunks.push(stampede_common::timeline::ChunkArrival {
+                        at: done,
+                        tokens: 1,
+                    });
+                    t.finished = Some(done);
+                    tx.send(t).await.unwrap();
+                    n += 1;
+                }
+            }));
+        }
+        drop(tx);
+        for t in tasks {
+            t.await.unwrap();
+        }
+    }
+
+    /// Runs 200 closed-loop users answered in 1.04 s through a recorder whose window ends at
+    /// 20 s, or at `stop_after` when given; returns its interval reports.
+    async fn closed_loop_reports(stop_after: Option<Duration>) -> Vec<IntervalReport> {
+        let (req_tx, req_rx) = mpsc::channel(65_536);
+        let (out, mut events) = mpsc::channel(1024);
+        let counters = Arc::new(ShareCounters::default());
+        let start = Instant::now();
+        let stop = CancellationToken::new();
+        let stop_at = start + Duration::from_secs(20);
+        let recorder = Recorder {
+            rx: req_rx,
+            out,
+            counters: Arc::clone(&counters),
+            start,
+            interval: Duration::from_secs(1),
+            goodput: GoodputLimits::default(),
+            record_every: 0,
+            samples: None,
+            window: Some(WindowEnd {
+                at: stop_at,
+                stop: stop.clone(),
+            }),
+        };
+        let running = tokio::spawn(recorder.run());
+        if let Some(after) = stop_after {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(after).await;
+                stop.cancel();
+            });
+        }
+        let users = Duration::from_millis(1040);
+        closed_users(req_tx, counters, 200, users, stop_at, stop).await;
+        let mut reports = Vec::new();
+        while let Some(ev) = events.recv().await {
+            if let run_event::Event::Interval(r) = ev.unwrap().event.unwrap() {
+                reports.push(r);
+            }
+        }
+        running.await.unwrap();
+        reports
+    }
+
+    fn completed(reports: &[IntervalReport], drain: bool) -> u64 {
+        reports
+            .iter()
+            .filter(|r| r.drain == drain)
+            .map(|r| r.counts.as_ref().unwrap().completed)
+            .sum()
+    }
+
+    /// The window's reports end at its end and the drain's begin there, so no completion after
+    /// the window is counted in it: 200 users x 19 answers in the window, 200 in the drain.
+    #[tokio::test(start_paused = true)]
+    async fn the_window_is_cut_at_its_end_and_later_reports_are_the_drain() {
+        let reports = closed_loop_reports(None).await;
+        let window_end = reports
+            .iter()
+            .filter(|r| !r.drain)
+            .map(|r| r.end_offset_us)
+            .max();
+        assert_eq!(window_end, Some(20_000_000));
+        for r in &reports {
+            if r.drain {
+                assert!(r.start_offset_us >= 20_000_000, "{r:?}");
+            }
+        }
+        assert_eq!(
+            (completed(&reports, false), completed(&reports, true)),
+            (3800, 200)
+        );
+        // Numbers stay in step with the interval grid: 20 in the window, then the drain's.
+        let indices: Vec<u32> = reports.iter().map(|r| r.index).collect();
+        assert_eq!(indices, (0..indices.len() as u32).collect::<Vec<_>>());
+        assert_eq!(reports.iter().filter(|r| !r.drain).count(), 20);
+    }
+
+    /// A stop 10.3 s in cuts the window there: the window's last report is 0.3 s long.
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_cuts_the_window_where_it_came() {
+        let reports = closed_loop_reports(Some(Duration::from_millis(10_300))).await;
+        let last = reports.iter().rfind(|r| !r.drain).unwrap();
+        assert_eq!(
+            (last.start_offset_us, last.end_offset_us),
+            (10_000_000, 10_300_000)
+        );
+        // Users answered at 1.04 s steps: 9 answers each by 10.3 s, the 10th in the drain.
+        assert_eq!(
+            (completed(&reports, false), completed(&reports, true)),
+            (1800, 200)
+        );
+        assert!(
+            reports
+                .iter()
+                .filter(|r| r.drain)
+                .all(|r| r.start_offset_us >= 10_300_000)
+        );
     }
 }

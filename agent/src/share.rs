@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 use crate::client::{ClientConfig, OpenAiClient};
-use crate::recorder::{EventSender, GoodputLimits, Recorder, ShareCounters};
+use crate::recorder::{EventSender, GoodputLimits, Recorder, ShareCounters, WindowEnd};
 use crate::samplers::{MonitorEnv, MonitorSettings, MonitorStart, Window};
 use crate::scheduler::{OpenLoopConfig, ShareContext, closed_loop, open_loop, trace_loop};
 use crate::workload::{BuilderConfig, RequestBuilder};
@@ -239,6 +239,10 @@ pub fn prepare(
         },
         record_every: share.record_every,
         samples: Some(samples),
+        window: Some(WindowEnd {
+            at: stop_at,
+            stop: stops.soft.clone(),
+        }),
     };
     let builder = RequestBuilder::new(
         engine,

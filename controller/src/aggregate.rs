@@ -31,6 +31,8 @@ pub struct MergedInterval {
     /// Each reporting agent's own schedule lag p99 in milliseconds, with the agent's index:
     /// the live view's agent health.
     pub agent_lag_p99_ms: Vec<(usize, f64)>,
+    /// After the step's window: every agent's part of it is in the drain.
+    pub drain: bool,
 }
 
 impl MergedInterval {
@@ -48,6 +50,7 @@ impl MergedInterval {
             samples: Vec::new(),
             resources: IntervalResources::default(),
             agent_lag_p99_ms: Vec::new(),
+            drain: false,
         }
     }
 
@@ -111,6 +114,16 @@ pub struct StepAggregate {
     pub weights: Vec<f64>,
     /// Each agent's intervals folded and records dropped on a full stream.
     pub backlog: Vec<(u32, u64)>,
+    /// The part of `counts` that finished after the step's window (reports marked `drain`),
+    /// and of each request class's.
+    pub drain: Counts,
+    pub drain_classes: Vec<(Counts, HistogramBundle)>,
+    /// Where the window ended, as the agents' reports say: the latest end of a report inside
+    /// it (the planned end, or where a stop cut it); and where the drain's last report ended.
+    pub window_end: Option<Duration>,
+    pub drain_end: Option<Duration>,
+    /// How the step ran: rate changes, pauses and a stop that cut it.
+    pub course: crate::runner::course::StepCourse,
 }
 
 impl StepAggregate {
@@ -132,6 +145,11 @@ impl StepAggregate {
             classes: Vec::new(),
             weights: vec![1.0; agents],
             backlog: vec![(0, 0); agents],
+            drain: Counts::default(),
+            drain_classes: Vec::new(),
+            window_end: None,
+            drain_end: None,
+            course: crate::runner::course::StepCourse::default(),
         }
     }
 
@@ -156,6 +174,14 @@ impl StepAggregate {
         entry.end_offset = entry
             .end_offset
             .max(Duration::from_micros(report.end_offset_us));
+        entry.drain = report.drain && (entry.agents == 0 || entry.drain);
+        let end = Duration::from_micros(report.end_offset_us);
+        if report.drain {
+            self.drain += &counts;
+            self.drain_end = self.drain_end.max(Some(end));
+        } else {
+            self.window_end = self.window_end.max(Some(end));
+        }
         entry.in_flight += u64::from(report.in_flight);
         entry.recorder_overflow += report.recorder_overflow;
         entry.agents += 1;
@@ -170,6 +196,9 @@ impl StepAggregate {
         self.backlog[agent].0 += report.coalesced_intervals;
         self.backlog[agent].1 += report.records_dropped;
         crate::workload::merge_class_reports(&mut self.classes, &report.classes)?;
+        if report.drain {
+            crate::workload::merge_class_reports(&mut self.drain_classes, &report.classes)?;
+        }
         self.last_index[agent] =
             Some(self.last_index[agent].map_or(report.index, |i| i.max(report.index)));
         Ok(self.take_complete())
@@ -305,6 +334,30 @@ mod tests {
         assert_eq!(c.errors.get("cancelled"), Some(&7));
         assert_eq!(agg.agent_merged[0].cancelled, 7);
         assert!(matches!(&agg.ends[0], AgentEnd::Failed(w) if w.contains("7 requests in flight")));
+    }
+
+    #[test]
+    fn reports_after_the_window_are_the_drain() {
+        let mut agg = StepAggregate::new(0, plan(), 2);
+        for agent in 0..2 {
+            agg.on_interval(agent, &report(0, 3)).unwrap();
+            let mut cut = report(1, 4);
+            cut.end_offset_us = 1_700_000 + 10_000 * agent as u64;
+            agg.on_interval(agent, &cut).unwrap();
+            let mut after = report(2, 2);
+            after.start_offset_us = cut.end_offset_us;
+            after.end_offset_us = 2_400_000;
+            after.drain = true;
+            let done = agg.on_interval(agent, &after).unwrap();
+            if agent == 1 {
+                let drains: Vec<bool> = done.iter().map(|m| m.drain).collect();
+                // Intervals 0 and 1 completed with agent 1's earlier reports.
+                assert_eq!(drains, [true]);
+            }
+        }
+        assert_eq!((agg.counts.completed, agg.drain.completed), (18, 4));
+        assert_eq!(agg.window_end, Some(Duration::from_millis(1710)));
+        assert_eq!(agg.drain_end, Some(Duration::from_millis(2400)));
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub const WINDOW: Duration = Duration::from_secs(10);
 /// One merged interval kept for the rolling window.
 struct Recent {
     end_s: f64,
+    /// Its own length: a step's last, partial interval counts for what it lasted.
+    len_s: f64,
     counts: Counts,
     /// The interval's recorded buckets: a window of 10 s at 100 ms holds 100 of these, which
     /// as whole bundles would be 130 MB.
@@ -93,6 +95,7 @@ impl StepLive {
         }
         self.recent.push_back(Recent {
             end_s: row.elapsed_s,
+            len_s: row.interval_s,
             counts: m.counts.clone(),
             buckets: m.bundle.sparse(),
         });
@@ -110,15 +113,18 @@ impl StepLive {
         for r in self.recent.iter().filter(|r| r.end_s > horizon) {
             counts += &r.counts;
             bundle.add_sparse(&r.buckets);
-            span += 1.0;
+            span += r.len_s;
         }
-        let span = Duration::from_secs_f64((span * row.interval_s).max(1e-3));
+        let span = Duration::from_secs_f64(span.max(1e-3));
         (counts, bundle, span)
     }
 }
 
-/// Plain mode's line for an interval.
+/// Plain mode's line for an interval (none for a drain where nothing finished).
 fn plain_line(row: &TimeseriesRow, paused: bool) -> Option<String> {
+    if row.drain && row.completed + row.failed == 0 {
+        return None;
+    }
     let mut line = Vec::new();
     plain::interval_line(&mut line, row).ok()?;
     let mut text = String::from_utf8_lossy(&line).trim_end().to_string();

@@ -126,6 +126,11 @@ pub struct CompareArgs {
     /// Language of the labels.
     #[arg(long, default_value = "en", value_parser = parse_lang)]
     pub lang: Lang,
+    /// Compare even when steps did not run as planned (interrupted, paused, rate changed,
+    /// aborted); the comparison then warns about each. Without it such runs are refused
+    /// (exit 1).
+    #[arg(long)]
+    pub accept_unplanned: bool,
 }
 
 /// Arguments of `controller run`.
@@ -388,6 +393,7 @@ fn compare_command(args: CompareArgs) -> u8 {
         threshold_pct: args.threshold,
         out: args.out,
         lang: args.lang,
+        accept_unplanned: args.accept_unplanned,
     };
     match compare::run(&opts, &mut std::io::stdout()) {
         Ok(false) => exit::PASS,

@@ -893,6 +893,7 @@ mod tests {
             samples,
             resources: IntervalResources::default(),
             agent_lag_p99_ms: Vec::new(),
+            drain: false,
         }
     }
 

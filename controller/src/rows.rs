@@ -59,6 +59,7 @@ pub fn timeseries_row(
         server_waiting: m.resources.server_waiting,
         kv_cache_usage_pct: m.resources.kv_cache_usage_pct,
         client_bound: m.resources.client_bound,
+        drain: m.drain,
     }
 }
 

@@ -83,6 +83,7 @@ fn interval(step_no: u32, name: &str, qps: f64, i: u32, t: f64, trouble: bool) -
         server_waiting: Some(if trouble { 14.0 } else { 0.0 }),
         kv_cache_usage_pct: Some(55.0 + 20.0 * wave),
         client_bound: false,
+        drain: false,
     };
     let row = rounded(&row);
     let mut errors = BTreeMap::new();

@@ -8,11 +8,27 @@ use crate::state::{ErrorSample, LiveEvent, StepDone};
 use stampede_results::rows::TimeseriesRow;
 use stampede_results::summary::StageSummary;
 
-/// Prints one interval as a compact line.
+/// Prints one interval as a compact line. A drain interval (after the step's window) says
+/// what finished in it and over how long: its fraction of a second is no rate.
 ///
 /// # Errors
 /// When the writer fails.
 pub fn interval_line(out: &mut impl Write, row: &TimeseriesRow) -> std::io::Result<()> {
+    if row.drain {
+        return writeln!(
+            out,
+            "[{:>7.1}s] {:<24} drain {:.2}s: done {} err {} timeout {} in-flight {} | ttft p99 {:.1} ms | e2e p99 {:.1} ms",
+            row.elapsed_s,
+            row.step,
+            row.interval_s,
+            row.completed,
+            row.failed,
+            row.timeouts,
+            row.in_flight,
+            row.ttft_p99_ms,
+            row.e2e_p99_ms,
+        );
+    }
     let offered = row
         .offered_qps
         .map_or_else(|| "closed".to_string(), |q| format!("{q:.1}/s"));
@@ -54,7 +70,8 @@ pub fn interval_line(out: &mut impl Write, row: &TimeseriesRow) -> std::io::Resu
     )
 }
 
-/// Prints the final table, one row per step.
+/// Prints the final table, one row per step; a step that did not run as planned says how it
+/// ended and how long it ran, and one with a drain says what finished in it.
 ///
 /// # Errors
 /// When the writer fails.
@@ -97,6 +114,17 @@ pub fn final_table(out: &mut impl Write, stages: &[StageSummary]) -> std::io::Re
                 "FAIL"
             },
         )?;
+        if !s.ran_as_planned() {
+            let planned = s
+                .planned_duration_s
+                .map_or_else(String::new, |p| format!(" of {p:.1}s planned"));
+            writeln!(
+                out,
+                "  {}: ran {:.1}s{planned}, rates over that",
+                s.ended.label(s.paused_s),
+                s.duration_s
+            )?;
+        }
     }
     Ok(())
 }
@@ -376,6 +404,27 @@ mod tests {
             assert!(line.contains(part), "{part} missing from {line}");
         }
         assert_eq!(line.lines().count(), 1);
+    }
+
+    /// 13 answers in a 0.2 s drain are shown as that, not as 65 requests/s.
+    #[test]
+    fn a_drain_interval_shows_its_count_and_length_not_a_rate() {
+        let row = TimeseriesRow {
+            elapsed_s: 20.2,
+            step: "steps/qps=16".into(),
+            interval_s: 0.2,
+            offered_qps: Some(16.0),
+            completed_rps: 65.0,
+            completed: 13,
+            drain: true,
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        interval_line(&mut out, &row).unwrap();
+        let line = String::from_utf8(out).unwrap();
+        assert!(line.contains("drain 0.20s: done 13 "), "{line}");
+        assert!(!line.contains("/s"), "{line}");
+        assert_eq!(parse_interval_line(&line), None);
     }
 
     #[test]

@@ -254,7 +254,12 @@ impl LiveState {
             }
             LiveEvent::Interval(iv) => {
                 self.intervals += 1;
-                push_capped(&mut self.history, ChartPoint::of(&iv.row), HISTORY);
+                // A drain (what finished after a step's window, often a fraction of a second)
+                // is no load level: its counts go to the totals, not to the charts or the
+                // latest-interval figures.
+                if !iv.row.drain {
+                    push_capped(&mut self.history, ChartPoint::of(&iv.row), HISTORY);
+                }
                 let horizon = iv.row.elapsed_s - HISTORY_SPAN_S;
                 while self.history.front().is_some_and(|p| p.elapsed_s < horizon) {
                     self.history.pop_front();
@@ -269,7 +274,9 @@ impl LiveState {
                 t.timeouts += iv.row.timeouts;
                 t.dropped += iv.row.dropped;
                 t.output_tokens += iv.output_tokens;
-                self.last = Some((**iv).clone());
+                if !iv.row.drain {
+                    self.last = Some((**iv).clone());
+                }
             }
             LiveEvent::StepFinished(d) => push_capped(&mut self.finished, d.clone(), STEPS_KEPT),
             LiveEvent::Alert(a) => {

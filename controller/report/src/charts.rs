@@ -255,9 +255,12 @@ fn moments(ev: &Evidence<'_>) -> Vec<Moment> {
     let windows = ev.windows();
     let mut by: BTreeMap<i64, Moment> = BTreeMap::new();
     for r in ev.timeseries {
-        let k = (r.elapsed_s / width).round() as i64;
+        // Each row lands in the interval-long slot it ends in, and adds its counts over the
+        // slot's length: a step's last, partial interval (its 0.2 s drain, a stop's cut) adds
+        // what happened in it, never its count stretched to a full second.
+        let k = (r.elapsed_s / width - 1e-6).ceil() as i64;
         let m = by.entry(k).or_insert_with(|| Moment {
-            t: r.elapsed_s,
+            t: k as f64 * width,
             offered: None,
             sent: 0.0,
             completed: 0.0,
@@ -268,8 +271,8 @@ fn moments(ev: &Evidence<'_>) -> Vec<Moment> {
             latency: None,
         });
         let len = r.interval_s.max(1e-3);
-        m.sent += r.achieved_qps;
-        m.completed += r.completed as f64 / len;
+        m.sent += r.achieved_qps * len / width;
+        m.completed += r.completed as f64 / width;
         m.failed += r.failed as f64;
         m.timeouts += r.timeouts as f64;
         m.dropped += r.dropped as f64;
@@ -621,7 +624,7 @@ fn drift_charts(run: &RunData, l: &Labels) -> Vec<Chart> {
             let mut lines: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
             for (i, s) in ev.stages.iter().enumerate() {
                 if s.kind == StepKind::Soak && pick(s).count > 0 {
-                    let mid = ev.starts[i] + s.duration_s / 2.0;
+                    let mid = ev.starts[i] + s.window_s() / 2.0;
                     lines
                         .entry(s.stage.clone())
                         .or_default()
@@ -657,6 +660,37 @@ fn drift_charts(run: &RunData, l: &Labels) -> Vec<Chart> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 18: a 16/s step's 0.2 s drain with 3 answers adds 3 to the second it falls in,
+    /// not 15 per second to the step's last second.
+    #[test]
+    fn a_partial_interval_adds_its_count_to_its_slot_never_a_full_second_rate() {
+        let row = |step: &str, t: f64, len: f64, completed: u64, drain: bool| TimeseriesRow {
+            elapsed_s: t,
+            step: step.into(),
+            interval_s: len,
+            achieved_qps: if drain { 0.0 } else { 16.0 },
+            completed,
+            completed_rps: completed as f64 / len,
+            drain,
+            ..Default::default()
+        };
+        let mut rows: Vec<TimeseriesRow> = (1..=20)
+            .map(|i| row("a", f64::from(i), 1.0, 16, false))
+            .collect();
+        rows.push(row("a", 20.2, 0.2, 3, true));
+        rows.push(row("b", 21.0, 1.0, 16, false));
+        let mut ev = Evidence::stages_only(&[], false);
+        ev.timeseries = &rows;
+        let ms = moments(&ev);
+        let at = |t: f64| {
+            ms.iter()
+                .find(|m| (m.t - t).abs() < 1e-9)
+                .map(|m| m.completed)
+        };
+        assert_eq!((at(20.0), at(21.0)), (Some(16.0), Some(19.0)));
+        assert!(ms.iter().all(|m| m.completed <= 19.0 && m.sent <= 16.0));
+    }
 
     #[test]
     fn resource_columns_group_by_kind_and_unit_and_skip_what_says_nothing() {

@@ -38,6 +38,9 @@ pub struct CompareOptions {
     /// `B/compare-<A's folder name>.md`.
     pub out: Option<PathBuf>,
     pub lang: Lang,
+    /// Compare even when steps did not run as planned (interrupted, paused, rate changed,
+    /// aborted), warning loudly; without it such runs are refused.
+    pub accept_unplanned: bool,
 }
 
 /// How a metric moved.
@@ -78,6 +81,9 @@ pub struct Comparison {
     pub rows: Vec<Row>,
     /// Steps found in only one of the runs.
     pub unmatched: Vec<String>,
+    /// Measured steps of either run that did not run as planned, and how they ended
+    /// (`B: steps/qps=16 interrupted, ran 10.3 s of 20 s`).
+    pub unplanned: Vec<String>,
 }
 
 impl Comparison {
@@ -210,8 +216,30 @@ fn judge(change: f64, noise: f64, higher_is_better: bool, threshold: f64) -> Ver
     }
 }
 
+/// Each measured step of `run` (called `side`) that did not run as planned, with how it ended
+/// and the time it ran.
+pub fn unplanned_steps(side: &str, run: &RunData) -> Vec<String> {
+    run.measured
+        .iter()
+        .filter(|s| !s.ran_as_planned())
+        .map(|s| {
+            let planned = s
+                .planned_duration_s
+                .map_or_else(String::new, |p| format!(" of {} s", num(p)));
+            format!(
+                "{side}: {} {}, ran {} s{planned}",
+                s.name,
+                s.ended.label(s.paused_s),
+                num(s.duration_s)
+            )
+        })
+        .collect()
+}
+
 /// Compares two runs already read.
 pub fn compare(a: &RunData, b: &RunData, threshold_pct: f64) -> Comparison {
+    let mut unplanned = unplanned_steps("A", a);
+    unplanned.extend(unplanned_steps("B", b));
     let mut rows = Vec::new();
     let mut unmatched = Vec::new();
     // Warm-up steps are not compared: they are not measurements.
@@ -301,6 +329,7 @@ pub fn compare(a: &RunData, b: &RunData, threshold_pct: f64) -> Comparison {
         same_plan: a.summary.manifest.plan_hash == b.summary.manifest.plan_hash,
         rows,
         unmatched,
+        unplanned,
     }
 }
 
@@ -394,6 +423,12 @@ pub fn print<W: Write>(out: &mut W, c: &Comparison, lang: Lang) -> std::io::Resu
     if !c.same_plan {
         writeln!(out, "warning: {}", l.different_plans)?;
     }
+    for u in &c.unplanned {
+        writeln!(
+            out,
+            "WARNING: not run as planned, its figures are not like for like: {u}"
+        )?;
+    }
     let moved: Vec<&Row> = c
         .rows
         .iter()
@@ -462,6 +497,12 @@ pub fn write_markdown<W: Write>(out: &mut W, c: &Comparison, lang: Lang) -> std:
     if !c.same_plan {
         writeln!(out, "\n> {}", l.different_plans)?;
     }
+    for u in &c.unplanned {
+        writeln!(
+            out,
+            "\n> **WARNING: not run as planned, its figures are not like for like:** {u}"
+        )?;
+    }
     writeln!(
         out,
         "\n| {} | {} | A | B | {} | {} | {} |\n| --- | --- | ---: | ---: | ---: | ---: | --- |",
@@ -512,6 +553,9 @@ pub fn run<W: Write>(opts: &CompareOptions, out: &mut W) -> Result<bool, crate::
     let a = RunData::load(&opts.a)?;
     let b = RunData::load(&opts.b)?;
     let c = compare(&a, &b, opts.threshold_pct);
+    if !c.unplanned.is_empty() && !opts.accept_unplanned {
+        return Err(crate::ReportError::Unplanned(c.unplanned));
+    }
     print(out, &c, opts.lang)?;
     let path = opts
         .out
@@ -643,6 +687,7 @@ mod tests {
             threshold_pct: 5.0,
             out: Some(out_file.clone()),
             lang: Lang::En,
+            accept_unplanned: false,
         };
         let mut out = Vec::new();
         assert!(!run(&opts, &mut out).unwrap());
@@ -668,5 +713,47 @@ mod tests {
                 && err.contains("summary.json is missing"),
             "{err}"
         );
+    }
+
+    /// An interrupted step is refused by name and how it ended; with `--accept-unplanned` the
+    /// comparison goes on and says so before anything else.
+    #[test]
+    fn runs_whose_steps_did_not_run_as_planned_are_refused_unless_accepted() {
+        let full = folder(&fixture::knee_steps());
+        let mut cut = fixture::knee_steps();
+        cut[1].ended = stampede_results::kinds::StepEnd::Interrupted;
+        cut[1].planned_duration_s = Some(cut[1].duration_s);
+        cut[1].duration_s /= 2.0;
+        let cut_name = cut[1].name.clone();
+        let cut = folder(&cut);
+        let opts = CompareOptions {
+            a: full.path().into(),
+            b: cut.path().into(),
+            threshold_pct: 10.0,
+            out: Some(cut.path().join("cmp.md")),
+            lang: Lang::En,
+            accept_unplanned: false,
+        };
+        let err = run(&opts, &mut Vec::new()).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("B: {cut_name} interrupted, ran"))
+                && err.contains("--accept-unplanned"),
+            "{err}"
+        );
+        assert!(!cut.path().join("cmp.md").exists());
+        let accepted = CompareOptions {
+            accept_unplanned: true,
+            ..opts
+        };
+        let mut out = Vec::new();
+        run(&accepted, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let warning = text
+            .lines()
+            .find(|l| l.starts_with("WARNING: not run as planned"))
+            .unwrap_or_default();
+        assert!(warning.contains(&cut_name), "{text}");
+        let md = std::fs::read_to_string(cut.path().join("cmp.md")).unwrap();
+        assert!(md.contains("**WARNING: not run as planned"), "{md}");
     }
 }

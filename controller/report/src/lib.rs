@@ -60,6 +60,14 @@ pub enum ReportError {
     },
     #[error("cannot print")]
     Print(#[from] std::io::Error),
+    /// `controller compare` without `--accept-unplanned`, on runs with steps that did not run
+    /// as planned.
+    #[error(
+        "{} did not run as planned, so the runs do not compare step for step: {}; compare runs that ran their plan, or pass --accept-unplanned to compare anyway",
+        if .0.len() == 1 { "a step" } else { "some steps" },
+        .0.join("; ")
+    )]
+    Unplanned(Vec<String>),
 }
 
 /// Everything a report shows, drawn from a results folder.

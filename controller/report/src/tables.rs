@@ -3,8 +3,9 @@
 
 use super::i18n::{Labels, num, pct};
 use crate::analysis::capacity::Knee;
+use stampede_results::kinds::StepEnd;
 use stampede_results::read::{Note, RunData};
-use stampede_results::summary::Analysis;
+use stampede_results::summary::{Analysis, StageSummary};
 
 /// A table: headers, rows of cells, and per row an optional state (`pass`, `fail`) to colour.
 #[derive(Debug, Clone, Default)]
@@ -30,8 +31,11 @@ pub fn steps(run: &RunData, l: &Labels) -> Table {
     let headers = [
         l.col_step,
         l.col_offered,
+        l.col_duration,
+        l.col_ended,
         l.col_sent,
         l.col_completed_rate,
+        l.col_drain,
         "TTFT p50",
         "TTFT p99",
         "ITL p50",
@@ -71,8 +75,11 @@ pub fn steps(run: &RunData, l: &Labels) -> Table {
         t.rows.push(vec![
             name,
             offered,
+            num(s.duration_s),
+            step_end(s, l),
             num(s.achieved_qps),
             num(s.throughput_rps),
+            s.drain.completed.to_string(),
             ms(s.ttft_ms.p50, s.ttft_ms.count),
             ms(s.ttft_ms.p99, s.ttft_ms.count),
             ms(s.itl_ms.p50, s.itl_ms.count),
@@ -92,8 +99,11 @@ pub fn steps(run: &RunData, l: &Labels) -> Table {
                 format!("{} · {}", s.name, c.name),
                 c.offered_qps
                     .map_or_else(|| "-".to_string(), |q| format!("{}/s", num(q))),
+                num(c.duration_s),
+                "-".to_string(),
                 num(c.achieved_qps),
                 num(c.throughput_rps),
+                "-".to_string(),
                 ms(c.ttft_ms.p50, c.ttft_ms.count),
                 ms(c.ttft_ms.p99, c.ttft_ms.count),
                 ms(c.itl_ms.p50, c.itl_ms.count),
@@ -110,6 +120,23 @@ pub fn steps(run: &RunData, l: &Labels) -> Table {
         }
     }
     t
+}
+
+/// How a step ended, in the report's language: a pause with its length, a stop with the time
+/// the step ran of its planned length.
+pub fn step_end(s: &StageSummary, l: &Labels) -> String {
+    let of_planned = || {
+        s.planned_duration_s.map_or_else(String::new, |p| {
+            format!(" ({}/{} s)", num(s.window_s()), num(p))
+        })
+    };
+    match s.ended {
+        StepEnd::Complete => l.end_complete.to_string(),
+        StepEnd::Interrupted => format!("{}{}", l.end_interrupted, of_planned()),
+        StepEnd::Paused => format!("{} {} s", l.end_paused, num(s.paused_s)),
+        StepEnd::RateChanged => l.end_rate_changed.to_string(),
+        StepEnd::Aborted => format!("{}{}", l.end_aborted, of_planned()),
+    }
 }
 
 /// A threshold's value in its unit: rates as percentages, latencies in milliseconds.

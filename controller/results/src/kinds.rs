@@ -1,7 +1,7 @@
 //! The closed vocabularies of the results: how bad a finding or an alert is, what a step's load
-//! was, how a run and each agent's share ended, what happened to an agent, and which finding
-//! was drawn. Each is an enum whose JSON name is pinned here (and by the round-trip test in
-//! [`crate::summary`]), so a reader never matches strings.
+//! was, how a run, each step and each agent's share ended, what happened to an agent, and which
+//! finding was drawn. Each is an enum whose JSON name is pinned here (and by the round-trip test
+//! in [`crate::summary`]), so a reader never matches strings.
 
 use std::fmt;
 
@@ -101,6 +101,68 @@ impl RunStatus {
 }
 
 impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How a step ended: as planned, or how it did not run as planned. The step's duration and
+/// rates are over the time it really ran (its window, less any pause).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepEnd {
+    /// It ran its planned length at its planned load (summary.json files from before this
+    /// field read as complete).
+    #[default]
+    Complete,
+    /// A stop from the user (`q`, Ctrl-C, SIGTERM) cut it short.
+    Interrupted,
+    /// Its rate was paused for part of it (`paused_s` says how long).
+    Paused,
+    /// Its rate was changed while it ran (`+`, `-`, `qps N`, `controller set-qps`).
+    RateChanged,
+    /// The run was aborted while it ran: a second Ctrl-C, a failed threshold with
+    /// `abort_on_slo_fail`, or an agent lost with `on_agent_lost = "abort"`.
+    Aborted,
+}
+
+impl StepEnd {
+    /// Every way a step ends, for tests and tables.
+    pub const ALL: [StepEnd; 5] = [
+        StepEnd::Complete,
+        StepEnd::Interrupted,
+        StepEnd::Paused,
+        StepEnd::RateChanged,
+        StepEnd::Aborted,
+    ];
+
+    /// The name written to summary.json.
+    pub fn name(self) -> &'static str {
+        match self {
+            StepEnd::Complete => "complete",
+            StepEnd::Interrupted => "interrupted",
+            StepEnd::Paused => "paused",
+            StepEnd::RateChanged => "rate_changed",
+            StepEnd::Aborted => "aborted",
+        }
+    }
+
+    /// True when the step ran its planned length at its planned load.
+    pub fn as_planned(self) -> bool {
+        self == StepEnd::Complete
+    }
+
+    /// How tables say it: `complete`, `interrupted`, `paused 3.0s`, `rate changed`, `aborted`.
+    pub fn label(self, paused_s: f64) -> String {
+        match self {
+            StepEnd::Paused => format!("paused {paused_s:.1}s"),
+            StepEnd::RateChanged => "rate changed".into(),
+            e => e.name().into(),
+        }
+    }
+}
+
+impl fmt::Display for StepEnd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
@@ -316,6 +378,28 @@ mod tests {
             assert_eq!(json, format!("\"{text}\""));
             assert_eq!(serde_json::from_str::<ShareEnd>(&json).unwrap(), end);
         }
+    }
+
+    #[test]
+    fn step_ends_have_pinned_names_and_old_files_read_as_complete() {
+        let names = [
+            "complete",
+            "interrupted",
+            "paused",
+            "rate_changed",
+            "aborted",
+        ];
+        for (end, name) in StepEnd::ALL.into_iter().zip(names) {
+            assert_eq!(serde_json::to_string(&end).unwrap(), format!("\"{name}\""));
+            assert_eq!(end.to_string(), name);
+            assert_eq!(
+                serde_json::from_str::<StepEnd>(&format!("\"{name}\"")).unwrap(),
+                end
+            );
+        }
+        assert_eq!(StepEnd::default(), StepEnd::Complete);
+        assert_eq!(StepEnd::Paused.label(3.04), "paused 3.0s");
+        assert!(StepEnd::Complete.as_planned() && !StepEnd::RateChanged.as_planned());
     }
 
     #[test]

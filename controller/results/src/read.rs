@@ -131,7 +131,7 @@ pub fn step_starts(stages: &[StageSummary], rows: &[TimeseriesRow]) -> Vec<f64> 
             let start = first.get(s.name.as_str()).map_or(next, |r| {
                 (r.elapsed_s - r.interval_s * f64::from(r.interval + 1)).max(0.0)
             });
-            next = start + s.duration_s;
+            next = start + s.window_s();
             start
         })
         .collect()

@@ -59,6 +59,10 @@ pub struct TimeseriesRow {
     /// The saturation guard marked the interval: an agent's CPU or the lag passed its limit.
     #[serde(default)]
     pub client_bound: bool,
+    /// After the step's window: what finished in its drain. Its rates are over its own
+    /// (short) length and are no load level: read its counts.
+    #[serde(default)]
+    pub drain: bool,
 }
 
 /// One request of requests.csv.
@@ -92,8 +96,13 @@ pub struct StageRow {
     pub offered_qps: Option<f64>,
     pub concurrency: Option<u32>,
     pub duration_s: f64,
+    /// How the step ended (`complete`, `interrupted`, `paused`, `rate_changed`, `aborted`).
+    pub ended: crate::kinds::StepEnd,
+    pub paused_s: f64,
     pub achieved_qps: f64,
     pub throughput_rps: f64,
+    /// Completed after the window, in the drain: in `completed`, outside every rate.
+    pub drain_completed: u64,
     pub sent: u64,
     pub completed: u64,
     pub failed: u64,
@@ -125,9 +134,12 @@ impl From<&StageSummary> for StageRow {
             mode: s.mode,
             offered_qps: s.offered_qps,
             concurrency: s.concurrency,
-            duration_s: s.duration_s,
+            duration_s: round3(s.duration_s),
+            ended: s.ended,
+            paused_s: round3(s.paused_s),
             achieved_qps: round3(s.achieved_qps),
             throughput_rps: round3(s.throughput_rps),
+            drain_completed: s.drain.completed,
             sent: s.requests.sent,
             completed: s.requests.completed,
             failed: s.requests.failed,

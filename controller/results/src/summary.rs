@@ -7,7 +7,9 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize};
 
 pub use crate::facts::Facts;
-pub use crate::kinds::{AgentEventKind, FindingCode, RunStatus, Severity, ShareEnd, StepMode};
+pub use crate::kinds::{
+    AgentEventKind, FindingCode, RunStatus, Severity, ShareEnd, StepEnd, StepMode,
+};
 pub use stampede_common::error_sample::ErrorSample;
 use stampede_common::metrics::{HistogramBundle, LatencySummary, Tally};
 use stampede_common::plan::StepKind;
@@ -45,6 +47,22 @@ pub struct TokenStats {
     pub input_gap_ratio: Option<f64>,
     /// Output tokens per content chunk; above 1 when tokens arrive coalesced.
     pub tokens_per_chunk: Option<f64>,
+}
+
+/// What finished after a step's window, in its drain: requests sent inside the window and
+/// answered after it. They are in the step's `requests` and latencies, and in none of its rates
+/// (DESIGN.md: throughput counts the completions inside the window over the window's length).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct DrainCounts {
+    pub completed: u64,
+    pub failed: u64,
+    /// Of the completed, those that met every per-request SLO.
+    pub good: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// How long the drain lasted after the window.
+    pub duration_s: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -219,11 +237,24 @@ pub struct StageSummary {
     pub mode: StepMode,
     pub offered_qps: Option<f64>,
     pub concurrency: Option<u32>,
-    /// Requests sent per second.
+    /// Requests sent per second of the window.
     pub achieved_qps: f64,
-    /// Requests completed per second.
+    /// Requests completed inside the window, per second of it (the drain is left out).
     pub throughput_rps: f64,
+    /// The time the step really ran: its window (cut short by a stop), less any pause.
     pub duration_s: f64,
+    /// How the step ended: `complete`, or how it did not run as planned.
+    #[serde(default)]
+    pub ended: StepEnd,
+    /// Seconds its rate was paused inside the window, left out of `duration_s`.
+    #[serde(default)]
+    pub paused_s: f64,
+    /// The planned length, when it is not `duration_s` (a stop or a pause).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned_duration_s: Option<f64>,
+    /// What finished after the window: in `requests`, kept out of every rate.
+    #[serde(default)]
+    pub drain: DrainCounts,
     pub requests: RequestCounts,
     pub errors: BTreeMap<String, u64>,
     /// The first server message of each error class and HTTP status, with its count (secrets
@@ -303,6 +334,10 @@ impl StageSummary {
             achieved_qps: per_s(counts.sent),
             throughput_rps: per_s(counts.completed),
             duration_s: duration.as_secs_f64(),
+            ended: StepEnd::Complete,
+            paused_s: 0.0,
+            planned_duration_s: None,
+            drain: DrainCounts::default(),
             requests: RequestCounts {
                 sent: counts.sent,
                 completed: counts.completed,
@@ -352,6 +387,40 @@ impl StageSummary {
         };
         s.slo = evaluate(&s, checks);
         s
+    }
+
+    /// The wall-clock length of the step's window: `duration_s` and the pause inside it.
+    pub fn window_s(&self) -> f64 {
+        self.duration_s + self.paused_s
+    }
+
+    /// True when the step ran its planned length at its planned load.
+    pub fn ran_as_planned(&self) -> bool {
+        self.ended.as_planned()
+    }
+
+    /// Keeps the drain (a part of the counts [`compute`](Self::compute) was given) out of the
+    /// rates: throughput, tokens/s and goodput count only what finished inside the window, over
+    /// `duration_s`; the thresholds are checked again on those rates.
+    pub fn exclude_drain(&mut self, drain: &Tally, drain_length: Duration, checks: &[SloCheck]) {
+        let secs = self.duration_s.max(1e-9);
+        let inside = |all: u64, after: u64| all.saturating_sub(after) as f64 / secs;
+        self.throughput_rps = inside(self.requests.completed, drain.completed);
+        self.goodput_qps = inside(self.requests.good, drain.good);
+        self.tokens.output_per_s = inside(self.tokens.output_total, drain.output_tokens);
+        self.tokens.total_per_s = inside(
+            self.tokens.input_total + self.tokens.output_total,
+            drain.input_tokens + drain.output_tokens,
+        );
+        self.drain = DrainCounts {
+            completed: drain.completed,
+            failed: drain.failed,
+            good: drain.good,
+            input_tokens: drain.input_tokens,
+            output_tokens: drain.output_tokens,
+            duration_s: drain_length.as_secs_f64(),
+        };
+        self.slo = evaluate(self, checks);
     }
 
     /// A metric by its SLO name: `<metric>_<stat>` in ms, or a rate.
@@ -754,6 +823,19 @@ mod tests {
         stage.mode = StepMode::Open;
         stage.offered_qps = Some(4.0);
         stage.kind = StepKind::Step;
+        stage.ended = StepEnd::Paused;
+        stage.paused_s = 2.5;
+        stage.planned_duration_s = Some(12.5);
+        stage.exclude_drain(
+            &Tally {
+                completed: 3,
+                good: 2,
+                output_tokens: 300,
+                ..Default::default()
+            },
+            Duration::from_millis(400),
+            &checks,
+        );
         stage.resources.gpus = vec![GpuSummary {
             agent: "local-0".into(),
             index: 0,
@@ -945,6 +1027,11 @@ mod tests {
         }
         assert_eq!(stage["mode"], "open");
         assert_eq!(stage["kind"], "step");
+        assert_eq!(stage["ended"], "paused");
+        assert_eq!(stage["paused_s"], 2.5);
+        assert_eq!(stage["planned_duration_s"], 12.5);
+        assert_eq!(stage["drain"]["completed"], 3);
+        assert_eq!(stage["drain"]["duration_s"], 0.4);
         assert_eq!(v["stages"][1]["mode"], "closed");
         for stat in ["mean", "p50", "p90", "p95", "p99", "p999", "max"] {
             assert!(stage["e2e_ms"].get(stat).is_some(), "{stat}");
@@ -972,6 +1059,41 @@ mod tests {
         assert_eq!(v["agent_events"][0]["event"], "rejoined");
         assert_eq!(v["manifest"]["gpus"][0]["memory_total_bytes"], 141u64 << 30);
         assert_eq!(v["agents"][0]["clock"]["offset_us"], -5);
+    }
+
+    /// The drain is in the counts and out of the rates: 37 completed over 10 s with 3 of them
+    /// after the window is 3.4/s, not 3.7/s.
+    #[test]
+    fn the_drain_is_counted_but_kept_out_of_the_rates() {
+        let stage = &full_summary().stages[0];
+        assert_eq!((stage.requests.completed, stage.drain.completed), (37, 3));
+        assert!(
+            (stage.throughput_rps - 3.4).abs() < 1e-9,
+            "{}",
+            stage.throughput_rps
+        );
+        assert!((stage.tokens.output_per_s - 340.0).abs() < 1e-9);
+        assert!((stage.achieved_qps - 4.0).abs() < 1e-9);
+    }
+
+    /// A summary.json written before steps said how they ended reads as complete, no drain.
+    #[test]
+    fn an_old_summary_without_step_ends_reads_as_complete() {
+        let mut v = serde_json::to_value(full_summary()).unwrap();
+        for st in v["stages"].as_array_mut().unwrap() {
+            let st = st.as_object_mut().unwrap();
+            for key in ["ended", "paused_s", "planned_duration_s", "drain"] {
+                st.remove(key);
+            }
+        }
+        let read: RunSummary = serde_json::from_value(v).unwrap();
+        let st = &read.stages[0];
+        assert_eq!(
+            (st.ended, st.paused_s, st.planned_duration_s),
+            (StepEnd::Complete, 0.0, None)
+        );
+        assert_eq!(st.drain, DrainCounts::default());
+        assert!(st.ran_as_planned());
     }
 
     #[test]

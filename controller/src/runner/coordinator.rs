@@ -20,11 +20,11 @@ use tokio::time::Instant;
 use crate::aggregate::{AgentEnd, MergedInterval, StepAggregate};
 use crate::live::command::RateCommand;
 use crate::monitor::MonitorRun;
-use crate::results::kinds::AgentEventKind;
+use crate::results::kinds::{AgentEventKind, StepEnd};
 use crate::runner::abort_rule::{AbortRule, Judgement};
 use crate::runner::messages::{Action, Event, Input, LaunchOrder};
 use crate::runner::notice::Notice;
-use crate::runner::outcome::{StopReason, StopReasons};
+use crate::runner::outcome::{StopReason, StopReasons, is_probe};
 use crate::runner::roster::{AgentCard, Roster};
 use crate::runner::share::sits_out;
 use crate::runner::step_summary::{OverallTotals, summarise};
@@ -116,10 +116,11 @@ struct Batch {
 #[derive(Debug)]
 struct Running {
     agg: StepAggregate,
-    /// Its start, seconds after the run's first step.
+    /// Its start, seconds after the run's first step, and on the monotonic clock.
     start_s: f64,
     /// Until its first requests are judged by `abort_on`.
     judging: bool,
+    start: Instant,
 }
 
 /// The run's state and every decision on it.
@@ -203,8 +204,8 @@ impl Coordinator {
     pub fn on(&mut self, input: Input, now: Instant) -> Vec<Action> {
         let mut out = Vec::new();
         match input {
-            Input::Abort => self.on_abort(&mut out),
-            Input::Interrupt => self.on_interrupt(&mut out),
+            Input::Abort => self.on_abort(now, &mut out),
+            Input::Interrupt => self.on_interrupt(now, &mut out),
             Input::Abandon => self.abandon("abandoned: no answer after the stop", &mut out),
             Input::Stopped => self.on_stopped(now),
             Input::LaunchDue => self.launch_due(now, &mut out),
@@ -325,16 +326,26 @@ impl Coordinator {
         (at - self.run_start_us.unwrap_or(at)) as f64 / 1e6
     }
 
-    fn on_abort(&mut self, out: &mut Vec<Action>) {
+    fn on_abort(&mut self, now: Instant, out: &mut Vec<Action>) {
         self.stop.add(StopReason::Aborted);
+        self.cut_running(StepEnd::Aborted, now);
         self.abandon("abandoned: the run was aborted", out);
     }
 
-    fn on_interrupt(&mut self, out: &mut Vec<Action>) {
+    /// Records on every step whose window is still open that a stop cut it at `now`.
+    fn cut_running(&mut self, how: StepEnd, now: Instant) {
+        for run in self.running.values_mut() {
+            let at = now.saturating_duration_since(run.start);
+            run.agg.course.stopped(at, run.agg.plan.duration, how);
+        }
+    }
+
+    fn on_interrupt(&mut self, now: Instant, out: &mut Vec<Action>) {
         if self.stop.interrupted() {
             return;
         }
         self.stop.add(StopReason::Interrupted);
+        self.cut_running(StepEnd::Interrupted, now);
         out.push(Action::Emit(Event::Notice(Notice::Interrupted {
             grace: self.cfg.grace,
         })));
@@ -427,6 +438,7 @@ impl Coordinator {
                 agg,
                 start_s,
                 judging: true,
+                start: step_start,
             },
         );
         out.push(Action::Emit(Event::StepStarted {
@@ -517,6 +529,11 @@ impl Coordinator {
         };
         let name = step.name.clone();
         self.step_scale.insert(g, scale);
+        if let Some(run) = self.running.get_mut(&g) {
+            run.agg
+                .course
+                .rate_set(now.saturating_duration_since(run.start), scale);
+        }
         self.record.rate_changes.push(RateChangeRecord {
             elapsed_s: self.elapsed_s(now),
             step: name.clone(),
@@ -700,6 +717,7 @@ impl Coordinator {
                 now,
                 out,
             );
+            self.cut_running(StepEnd::Aborted, now);
             self.stop_agents(Rearm::IfUnset, out);
         }
     }
@@ -760,12 +778,15 @@ impl Coordinator {
             let Some(run) = self.running.remove(&g) else {
                 continue;
             };
-            let warmup = run.agg.plan.is_warmup();
+            // A warm-up's or a probe's threshold is no verdict on the run (a search's failing
+            // probes are how it finds its answer).
+            let counts = !run.agg.plan.is_warmup() && !is_probe(run.agg.plan.kind);
             let name = run.agg.plan.name.clone();
-            let failed_slo = !self.finish_step(run.agg, out) && !warmup;
+            let failed_slo = !self.finish_step(run.agg, out) && counts;
             if failed_slo && self.cfg.abort_on_slo_fail && !self.stop.slo_aborted() {
                 self.stop.add(StopReason::SloAbort { step: name.clone() });
                 out.push(Action::Emit(Event::Notice(Notice::SloAbort { step: name })));
+                self.cut_running(StepEnd::Aborted, now);
                 self.stop_agents(Rearm::IfUnset, out);
             }
         }

@@ -17,6 +17,7 @@ use crate::runner::outcome::{Verdict, exit_code};
 
 const UNIX: i64 = 1_800_000_000_000_000;
 const SEC: Duration = Duration::from_secs(1);
+const MS: Duration = Duration::from_millis(1);
 
 fn card(id: &str) -> AgentCard {
     AgentCard {
@@ -794,4 +795,176 @@ fn the_share_carries_the_plans_max_in_flight() {
         })
         .collect();
     assert_eq!(caps, [4, 3]);
+}
+
+/// The reports of one agent whose `users` closed-loop users are each answered `service` after
+/// they send, and send again while the window (`window`) is open; or, for an open loop, whose
+/// requests (sent at `sends`) are answered `service` later. One report per second from the
+/// start, cut at `cut` (the window's end, or a stop), then the drain up to the last answer:
+/// what the agent's recorder sends, with every completion time known.
+fn scheduled_reports(sends: &[u64], service: Duration, cut: Duration) -> Vec<IntervalReport> {
+    let (s, w) = (micros(service), micros(cut));
+    let answers: Vec<u64> = sends.iter().map(|t| t + s).collect();
+    let last = answers.iter().copied().max().unwrap_or(w).max(w);
+    let mut bounds: Vec<u64> = (0..)
+        .map(|i| i * 1_000_000)
+        .take_while(|b| *b < w)
+        .collect();
+    bounds.extend([w, last]);
+    let within = |ts: &[u64], a: u64, b: u64| ts.iter().filter(|t| (a..b).contains(t)).count();
+    bounds
+        .windows(2)
+        .enumerate()
+        .map(|(i, ab)| {
+            let drain = ab[0] >= w;
+            // The drain's report takes every answer to its end, the last one included.
+            let end = if drain { ab[1] + 1 } else { ab[1] };
+            let done = within(&answers, ab[0], end) as u64;
+            IntervalReport {
+                index: i as u32,
+                start_offset_us: ab[0],
+                end_offset_us: ab[1],
+                counts: Some(Counts {
+                    sent: within(sends, ab[0], ab[1]) as u64,
+                    completed: done,
+                    good: done,
+                    output_tokens: done * 8,
+                    ..Default::default()
+                }),
+                drain,
+                ..Default::default()
+            }
+        })
+        .collect()
+}
+
+/// Closed-loop sends: each of `users` sends at once and again on each answer, while `window`
+/// is open.
+fn closed_sends(users: u64, service: Duration, window: Duration) -> Vec<u64> {
+    let (s, w) = (micros(service), micros(window));
+    (0..users)
+        .flat_map(|_| (0..).map(move |k| k * s).take_while(move |t| *t < w))
+        .collect()
+}
+
+/// Feeds the reports of step 0 (one agent) and its end; returns the step's summary.
+fn run_reports(c: &mut Coordinator, t0: Instant, reports: Vec<IntervalReport>) -> StageSummary {
+    let sent = reports
+        .iter()
+        .map(|r| r.counts.as_ref().map_or(0, |c| c.sent))
+        .sum();
+    for r in reports {
+        let at = t0 + LEAD + Duration::from_micros(r.end_offset_us);
+        c.on(report_of(0, 0, run_event::Event::Interval(r)), at);
+    }
+    c.on(done(0, 0, sent), t0 + 60 * SEC);
+    c.record().done[&0].clone()
+}
+
+/// Issue 18: 200 users answered in 1.04 s each over a 20 s window: 3,800 answers land inside
+/// the window and 200 in the drain after it. Throughput is the window's 190/s, within 2% of the
+/// ideal 200 / 1.04 = 192.3/s; counting the drain into the window (as before) gave 200/s.
+#[test]
+fn closed_loop_throughput_counts_the_window_and_keeps_the_drain_apart() {
+    let service = Duration::from_millis(1040);
+    let closed = Load::Closed {
+        concurrency: 200,
+        think_time: Duration::ZERO,
+    };
+    let (mut c, t0) = launched(config(), &["a"], vec![step("c=200", closed, 20)]);
+    let sends = closed_sends(200, service, 20 * SEC);
+    let s = run_reports(&mut c, t0, scheduled_reports(&sends, service, 20 * SEC));
+    let ideal = 200.0 / 1.04;
+    assert_eq!((s.requests.completed, s.drain.completed), (4000, 200));
+    assert!(
+        (s.throughput_rps - ideal).abs() / ideal < 0.02,
+        "{} requests/s against the ideal {ideal:.1}",
+        s.throughput_rps
+    );
+    assert!((s.throughput_rps - 190.0).abs() < 1e-9);
+    // Tokens/s and goodput follow the same rule.
+    assert!((s.tokens.output_per_s - 190.0 * 8.0).abs() < 1e-6);
+    assert!((s.goodput_qps - 190.0).abs() < 1e-9);
+    assert_eq!(
+        (s.duration_s, s.ended, s.planned_duration_s),
+        (20.0, StepEnd::Complete, None)
+    );
+    assert!(
+        (s.drain.duration_s - 0.8).abs() < 1e-9,
+        "{}",
+        s.drain.duration_s
+    );
+    // The overall line follows the same rule.
+    let overall = c.overall().summary(&c.workload);
+    assert!((overall.throughput_rps - 190.0).abs() < 1e-9);
+}
+
+/// Issue 18: `q` 10.3 s into a 20 s step at 16/s: the step says it was interrupted, and its
+/// duration and rates are over the 10.3 s it ran, not the 20 s planned.
+#[test]
+fn an_interrupted_step_is_measured_over_the_time_it_ran() {
+    let (mut c, t0) = launched(config(), &["a"], vec![step("qps=16", open(16.0), 20)]);
+    let cut = Duration::from_millis(10_300);
+    c.on(Input::Interrupt, t0 + LEAD + cut);
+    let sends: Vec<u64> = (0..)
+        .map(|i| i * 62_500)
+        .take_while(|t| *t < micros(cut))
+        .collect();
+    let s = run_reports(&mut c, t0, scheduled_reports(&sends, 100 * MS, cut));
+    assert_eq!(s.ended, StepEnd::Interrupted);
+    assert!((s.duration_s - 10.3).abs() < 1e-9, "{}", s.duration_s);
+    assert_eq!(s.planned_duration_s, Some(20.0));
+    assert_eq!(s.requests.sent, 165);
+    assert!(
+        (s.achieved_qps - 165.0 / 10.3).abs() < 1e-9,
+        "{}",
+        s.achieved_qps
+    );
+    assert_eq!(s.offered_qps, Some(16.0));
+    // Answers after the stop are the drain: the last request, sent at 10.25 s.
+    assert_eq!(s.drain.completed, 1);
+    assert!((s.throughput_rps - 164.0 / 10.3).abs() < 1e-9);
+}
+
+/// Issue 18: a step at 8/s paused from 5 s to 8 s of 20: it says it was paused for 3 s, and its
+/// rates are over the 17 s it sent (8/s), not 20 s (6.8/s).
+#[test]
+fn a_paused_step_leaves_the_pause_out_of_its_rates() {
+    let (mut c, t0) = launched(config(), &["a"], vec![step("qps=8", open(8.0), 20)]);
+    for (at, scale) in [(5, 0.0), (8, 1.0)] {
+        let set = Input::RateSet {
+            step: 0,
+            scale,
+            result: Ok(()),
+        };
+        c.on(set, t0 + LEAD + at * SEC);
+    }
+    let sends: Vec<u64> = (0..160u64)
+        .map(|i| i * 125_000)
+        .filter(|t| !(5_000_000..8_000_000).contains(t))
+        .collect();
+    let s = run_reports(&mut c, t0, scheduled_reports(&sends, 100 * MS, 20 * SEC));
+    assert_eq!(
+        (s.ended, s.paused_s, s.duration_s),
+        (StepEnd::Paused, 3.0, 17.0)
+    );
+    assert_eq!(s.planned_duration_s, Some(20.0));
+    assert!((s.achieved_qps - 8.0).abs() < 1e-9, "{}", s.achieved_qps);
+    assert_eq!(s.offered_qps, Some(8.0));
+    assert_eq!(s.ended.label(s.paused_s), "paused 3.0s");
+}
+
+/// A rate changed from 16/s to 8/s halfway: the step says so and offered 12/s on average.
+#[test]
+fn a_rate_changed_step_says_so_and_offers_its_mean_rate() {
+    let (mut c, t0) = launched(config(), &["a"], vec![step("qps=16", open(16.0), 20)]);
+    let set = Input::RateSet {
+        step: 0,
+        scale: 0.5,
+        result: Ok(()),
+    };
+    c.on(set, t0 + LEAD + 10 * SEC);
+    let s = run_reports(&mut c, t0, scheduled_reports(&[0], 100 * MS, 20 * SEC));
+    assert_eq!((s.ended, s.offered_qps), (StepEnd::RateChanged, Some(12.0)));
+    assert_eq!(s.planned_duration_s, None);
 }

@@ -10,6 +10,7 @@
 //! - [`abort_rule`]: the plan's `abort_on`: a step whose first requests all fail alike.
 //! - [`share`]: a step's load split among the agents, and each agent's share.
 //! - [`step_summary`]: a finished step's summary, and the run's overall totals.
+//! - [`course`]: how a step ran against its plan (pauses, rate changes, a stop that cut it).
 //! - [`notice`]: what the run says; the live view's console prints it.
 //! - [`shell`]: the async loop that moves inputs in and carries actions out.
 //! - [`agent_io`]: the calls to agents (gRPC, or in-process fakes in tests) and rejoining.
@@ -21,6 +22,7 @@ pub mod abort_rule;
 pub mod agent_io;
 pub mod context;
 pub mod coordinator;
+pub mod course;
 pub mod messages;
 pub mod notice;
 pub mod outcome;

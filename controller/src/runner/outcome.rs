@@ -1,5 +1,9 @@
 //! How a run ends: the typed [`StopReason`]s that end it early, the status summary.json
-//! records, and the pure [`exit_code`] that maps the outcome to DESIGN.md's exit codes.
+//! records, the pure [`run_passes`] (a search's failing probes are evidence, its own verdict
+//! decides) and the pure [`exit_code`] that maps the outcome to DESIGN.md's exit codes.
+
+use stampede_common::plan::StepKind;
+use stampede_common::probe::ProbeResult;
 
 /// Exit codes, as DESIGN.md defines them.
 pub mod exit {
@@ -133,6 +137,31 @@ pub struct Verdict {
     pub slo_pass: bool,
 }
 
+/// True when a step is a probe of a capacity search or a limit test: its verdict is evidence
+/// for its stage's answer, not a threshold the run must pass.
+pub fn is_probe(kind: StepKind) -> bool {
+    matches!(
+        kind,
+        StepKind::Search
+            | StepKind::LimitInput
+            | StepKind::LimitConcurrency
+            | StepKind::LimitRecovery
+    )
+}
+
+/// True when an adaptive stage found its answer: a capacity search or a longest-input test
+/// with a level that passed, a resource-exhaustion test that also saw the target recover.
+pub fn probe_answered(p: &ProbeResult) -> bool {
+    p.max_passing.is_some() && p.recovered != Some(false)
+}
+
+/// Whether the run passed what it set out to prove: every step that is not a probe passed its
+/// thresholds, and every capacity search and limit test found its answer (its failing probes
+/// are how it found it). `steps`: each measured step's kind and threshold verdict.
+pub fn run_passes(steps: &[(StepKind, bool)], probes: &[ProbeResult]) -> bool {
+    steps.iter().all(|&(kind, pass)| pass || is_probe(kind)) && probes.iter().all(probe_answered)
+}
+
 /// The run's exit code: a signal, then an agent abort or an `abort_on` stop (the target
 /// refused the requests: the plan or its key is wrong), then evidence that is not valid, then a
 /// failed threshold.
@@ -261,6 +290,51 @@ mod tests {
             ..GOOD
         };
         assert_eq!(exit_code(Some(&alike), &failed), exit::ERROR);
+    }
+
+    fn probe(kind: &str, max_passing: Option<f64>, recovered: Option<bool>) -> ProbeResult {
+        ProbeResult {
+            stage: "capacity".into(),
+            kind: kind.into(),
+            unit: "qps".into(),
+            max_passing,
+            first_failing: Some(40.0),
+            failure_mode: Some("e2e_p99".into()),
+            recovered,
+            curve: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_search_that_found_its_answer_passes_despite_its_failing_probes() {
+        let found = probe("capacity_search", Some(32.0), None);
+        let probes = [
+            (StepKind::Warmup, true),
+            (StepKind::Search, true),
+            (StepKind::Search, false),
+            (StepKind::Search, false),
+        ];
+        assert!(run_passes(&probes, std::slice::from_ref(&found)));
+        let v = Verdict {
+            slo_pass: run_passes(&probes, std::slice::from_ref(&found)),
+            ..GOOD
+        };
+        assert_eq!(exit_code(None, &v), exit::PASS);
+        // No rate met the SLO: the search's own verdict fails the run.
+        let none = probe("capacity_search", None, None);
+        assert!(!run_passes(&probes, &[none]));
+        // A limit test fails when the target did not recover; passes when it did.
+        let limit = [
+            (StepKind::LimitConcurrency, false),
+            (StepKind::LimitRecovery, true),
+        ];
+        let stuck = probe("resource_exhaustion", Some(64.0), Some(false));
+        assert!(!run_passes(&limit, &[stuck]));
+        let back = probe("resource_exhaustion", Some(64.0), Some(true));
+        assert!(run_passes(&limit, &[back]));
+        // A fixed step that fails its thresholds still fails the run beside a good search.
+        let mixed = [(StepKind::Step, false), (StepKind::Search, false)];
+        assert!(!run_passes(&mixed, &[found]));
     }
 
     #[test]

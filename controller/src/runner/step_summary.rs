@@ -20,7 +20,11 @@ use stampede_common::metrics::Tally;
 pub struct OverallTotals {
     pub bundle: HistogramBundle,
     pub counts: proto::Counts,
+    /// The steps' measured time (their windows less pauses), and what finished in their
+    /// drains.
     pub duration: Duration,
+    pub drain: proto::Counts,
+    pub drain_duration: Duration,
     pub classes: Vec<(proto::Counts, HistogramBundle)>,
 }
 
@@ -32,7 +36,10 @@ impl OverallTotals {
         }
         let _ = self.bundle.merge(&agg.bundle);
         self.counts += &agg.counts;
-        self.duration += agg.plan.duration;
+        let m = Measured::of(agg);
+        self.duration += m.duration;
+        self.drain += &agg.drain;
+        self.drain_duration += m.drain;
         crate::workload::add_classes(&mut self.classes, &agg.classes);
     }
 
@@ -47,6 +54,7 @@ impl OverallTotals {
             &self.bundle,
             &[],
         );
+        overall.exclude_drain(&Tally::from(&self.drain), self.drain_duration, &[]);
         overall.classes = crate::workload::class_summaries(
             workload,
             "overall",
@@ -55,6 +63,39 @@ impl OverallTotals {
             &self.classes,
         );
         overall
+    }
+}
+
+/// The time a step really ran, from its agents' reports and its course.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Measured {
+    /// Its window (to its planned end, or where a stop cut it), less the time it was paused:
+    /// the denominator of every rate.
+    pub duration: Duration,
+    /// The pause inside the window.
+    pub paused: Duration,
+    /// How long its drain went on after the window.
+    pub drain: Duration,
+}
+
+impl Measured {
+    /// The measured time of `agg`. The window is the planned length unless a stop cut it:
+    /// then it ends where the agents' last report inside it ends (they cut their intervals at
+    /// the stop they received), or at the stop when none reported.
+    pub fn of(agg: &StepAggregate) -> Measured {
+        let planned = agg.plan.duration;
+        let window = agg
+            .course
+            .cut_at()
+            .map_or(planned, |cut| agg.window_end.unwrap_or(cut).min(planned));
+        let paused = agg.course.paused(window);
+        Measured {
+            duration: window.saturating_sub(paused),
+            paused,
+            drain: agg
+                .drain_end
+                .map_or(Duration::ZERO, |d| d.saturating_sub(window)),
+        }
     }
 }
 
@@ -67,15 +108,29 @@ pub fn summarise(
     done: &BTreeMap<usize, StageSummary>,
 ) -> StageSummary {
     let p = &agg.plan;
+    let m = Measured::of(agg);
     let mut s = StageSummary::compute(
         &p.name,
         &p.stage_name,
         Some(&p.load),
-        p.duration,
+        m.duration,
         &Tally::from(&agg.counts),
         &agg.bundle,
         &p.checks,
     );
+    let window = m.duration + m.paused;
+    s.ended = agg.course.end(window);
+    s.paused_s = m.paused.as_secs_f64();
+    // A trace's rate is its entries over the planned length; a changed rate is averaged over
+    // the time the step sent.
+    s.offered_qps = p
+        .load
+        .offered_qps(p.duration)
+        .map(|q| q * agg.course.mean_scale(window));
+    if m.duration.abs_diff(p.duration) > Duration::from_millis(1) {
+        s.planned_duration_s = Some(p.duration.as_secs_f64());
+    }
+    s.exclude_drain(&Tally::from(&agg.drain), m.drain, &p.checks);
     s.kind = p.kind;
     s.warmup = p.is_warmup();
     s.input_tokens_planned = p.input_tokens;
@@ -84,9 +139,12 @@ pub fn summarise(
         workload,
         &p.stage_name,
         Some(&p.load),
-        p.duration,
+        m.duration,
         &agg.classes,
     );
+    for (c, (drain, _)) in s.classes.iter_mut().zip(&agg.drain_classes) {
+        c.exclude_drain(&Tally::from(drain), m.drain, &[]);
+    }
     // After a burst, latency is compared with the base step of the same spike.
     let base_ttft = (p.kind == StepKind::SpikeAfter)
         .then(|| {
@@ -100,15 +158,15 @@ pub fn summarise(
         s.recovery = Some(rec);
     }
     s.resources = agg.resources.summary();
-    s.agents = agent_shares(agg, ids);
+    s.agents = agent_shares(agg, ids, m.duration);
     s
 }
 
 /// Each load agent's part of the step, as summary.json's `agents` lists it.
-fn agent_shares(agg: &StepAggregate, ids: &[String]) -> Vec<AgentShare> {
+fn agent_shares(agg: &StepAggregate, ids: &[String], measured: Duration) -> Vec<AgentShare> {
     let p = &agg.plan;
     let (rates, counts) = share_split(&p.load, &agg.weights, p.duration);
-    let seconds = p.duration.as_secs_f64().max(1e-9);
+    let seconds = measured.as_secs_f64().max(1e-9);
     ids.iter()
         .enumerate()
         .map(|(i, id)| {

@@ -8,7 +8,7 @@ use crate::results::kinds::FindingCode;
 use crate::results::{ResultsWriter, WriterMsg};
 use crate::runner::RunOutcome;
 use crate::runner::notice::Notice;
-use crate::runner::outcome::{Verdict, exit_code};
+use crate::runner::outcome::{Verdict, exit_code, run_passes};
 use crate::runner::shell::Finished;
 use crate::summary::StageSummary;
 use crate::wallclock::UtcTime;
@@ -49,7 +49,10 @@ pub fn finish(
     {
         summary.analysis.max_qps_within_slo = Some(best);
     }
-    summary.slo_pass = measured.iter().all(|s| s.slo.pass);
+    // A capacity search's or limit test's failing probes are its evidence: the run fails only
+    // on the search's own verdict (no rate met the SLO, the target did not recover).
+    let kinds: Vec<_> = measured.iter().map(|s| (s.kind, s.slo.pass)).collect();
+    summary.slo_pass = run_passes(&kinds, &summary.probes);
     summary.overall = Some(overall.clone());
     summary.finished_at = Some(UtcTime::now().rfc3339());
     summary.status = coord.stop_reasons().status();
