@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use stampede_common::plan::Bound;
 
-use crate::kinds::FindingCode;
-use crate::summary::ReportedCounts;
+use crate::kinds::{FindingCode, StepEnd};
+use crate::summary::{ErrorSample, ReportedCounts};
 
 /// The facts of one finding, by its code.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,6 +61,8 @@ pub enum Facts {
     SoakDrift(SoakDrift),
     #[serde(rename = "stream-backlog")]
     StreamBacklog(StreamBacklog),
+    #[serde(rename = "unplanned-steps")]
+    UnplannedSteps(UnplannedSteps),
 }
 
 impl Facts {
@@ -89,6 +91,7 @@ impl Facts {
             Facts::ShortSteps(_) => FindingCode::ShortSteps,
             Facts::SoakDrift(_) => FindingCode::SoakDrift,
             Facts::StreamBacklog(_) => FindingCode::StreamBacklog,
+            Facts::UnplannedSteps(_) => FindingCode::UnplannedSteps,
         }
     }
 }
@@ -244,6 +247,9 @@ pub struct AllFailed {
     pub step: String,
     pub sent: u64,
     pub errors: BTreeMap<String, u64>,
+    /// The server's first message for the most frequent class and status.
+    #[serde(default)]
+    pub first: Option<ErrorSample>,
 }
 
 /// Which errors dominate a step, for the advice.
@@ -264,6 +270,9 @@ pub struct StepErrors {
     /// The most frequent class (cancellations left out) and its count.
     pub top: Option<(String, u64)>,
     pub cause: ErrorCause,
+    /// The server's first message for the most frequent class and status.
+    #[serde(default)]
+    pub first: Option<ErrorSample>,
 }
 
 /// Why the client, not the server, set the pace.
@@ -472,4 +481,20 @@ pub struct ShortSteps {
     pub steps: Vec<ShortStep>,
     pub min_duration_s: f64,
     pub min_completed: u64,
+}
+
+/// A step that did not run as planned, and what it really ran.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnplannedStep {
+    pub step: String,
+    pub ended: StepEnd,
+    pub ran_s: f64,
+    pub planned_s: Option<f64>,
+    pub paused_s: f64,
+}
+
+/// Steps cut short, paused or re-rated: their numbers cover what they ran, not the plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnplannedSteps {
+    pub steps: Vec<UnplannedStep>,
 }

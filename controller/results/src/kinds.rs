@@ -288,11 +288,13 @@ pub enum FindingCode {
     SoakDrift,
     #[serde(rename = "stream-backlog")]
     StreamBacklog,
+    #[serde(rename = "unplanned-steps")]
+    UnplannedSteps,
 }
 
 impl FindingCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [FindingCode; 22] = [
+    pub const ALL: [FindingCode; 23] = [
         FindingCode::Accounting,
         FindingCode::AgentLost,
         FindingCode::AllFailed,
@@ -315,6 +317,7 @@ impl FindingCode {
         FindingCode::ShortSteps,
         FindingCode::SoakDrift,
         FindingCode::StreamBacklog,
+        FindingCode::UnplannedSteps,
     ];
 
     /// The name written to summary.json and shown beside a finding.
@@ -342,6 +345,7 @@ impl FindingCode {
             FindingCode::ShortSteps => "short-steps",
             FindingCode::SoakDrift => "soak-drift",
             FindingCode::StreamBacklog => "stream-backlog",
+            FindingCode::UnplannedSteps => "unplanned-steps",
         }
     }
 }

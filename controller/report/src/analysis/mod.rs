@@ -95,7 +95,7 @@ impl<'a> Evidence<'a> {
         self.starts
             .iter()
             .zip(self.stages)
-            .map(|(start, s)| (*start, start + s.duration_s))
+            .map(|(start, s)| (*start, start + s.window_s()))
             .collect()
     }
 
@@ -110,8 +110,9 @@ impl<'a> Evidence<'a> {
             .iter()
             .filter(|r| r.step == s.name)
             .filter(|r| {
-                let end = r.elapsed_s - start;
-                end > s.duration_s * from && end <= s.duration_s + 0.5 * r.interval_s
+                // The window, pauses included: rows are placed on the run's clock.
+                let (end, window) = (r.elapsed_s - start, s.window_s());
+                end > window * from && end <= window + 0.5 * r.interval_s
             })
             .collect()
     }
@@ -136,6 +137,7 @@ pub fn analyse_evidence(ev: &Evidence<'_>) -> Analysis {
     server::gpu_idle(ev, &mut findings);
     steps::per_step(ev, &mut findings);
     steps::short_steps(ev, &mut findings);
+    steps::unplanned_steps(ev, &mut findings);
     stability::error_bursts(ev, &mut findings);
     stability::soak_drift(ev, &mut findings);
     stability::fluctuation(ev, &mut findings);

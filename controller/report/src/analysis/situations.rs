@@ -282,3 +282,44 @@ fn the_checker_finds_findings_that_disagree() {
     assert!(wrong[1].contains("more than one verdict"), "{wrong:?}");
     assert!(wrong[2].contains("up to 0 requests"), "{wrong:?}");
 }
+
+#[test]
+fn an_interrupted_step_says_what_it_ran_and_a_refused_key_quotes_the_server() {
+    let mut cut = open_step("steps", 8.0, 10.0);
+    cut.ended = stampede_results::kinds::StepEnd::Interrupted;
+    cut.planned_duration_s = Some(20.0);
+    let mut refused = open_step("auth", 4.0, 20.0);
+    refused.requests.completed = 0;
+    refused.requests.failed = refused.requests.sent;
+    refused
+        .errors
+        .insert("http_4xx".into(), refused.requests.sent);
+    refused.error_messages = vec![stampede_results::summary::ErrorSample {
+        class: "http_4xx".into(),
+        http_status: Some(401),
+        count: refused.requests.sent,
+        message: "Invalid API key".into(),
+    }];
+    let steps = [cut, refused];
+    let a = consistent(&Evidence::stages_only(&steps, false));
+    assert_eq!(
+        codes(&a),
+        ["all-failed", "unplanned-steps"],
+        "{:#?}",
+        a.findings
+    );
+    assert!(
+        a.findings[0]
+            .message
+            .contains("http_4xx 401: Invalid API key"),
+        "{}",
+        a.findings[0].message
+    );
+    assert!(
+        a.findings[1]
+            .message
+            .contains("steps/qps=8 was interrupted after 10 s of 20 s"),
+        "{}",
+        a.findings[1].message
+    );
+}

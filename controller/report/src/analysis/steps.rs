@@ -4,10 +4,13 @@
 use stampede_common::stage::StepKind;
 use stampede_results::facts::{
     Accounting, AllFailed, ClientBound, ClientLimit, CoalescedTokens, Dropped, ErrorCause, Facts,
-    InputTokenGap, Mismatch, ShortStep, ShortSteps, StepErrors, StreamBacklog,
+    InputTokenGap, Mismatch, ShortStep, ShortSteps, StepErrors, StreamBacklog, UnplannedStep,
+    UnplannedSteps,
 };
 use stampede_results::kinds::{Severity, StepMode};
-use stampede_results::summary::{Finding, INPUT_GAP_WARN, ReportedCounts, StageSummary};
+use stampede_results::summary::{
+    ErrorSample, Finding, INPUT_GAP_WARN, ReportedCounts, StageSummary,
+};
 use stampede_results::table::NumericTable;
 
 use super::Evidence;
@@ -77,6 +80,38 @@ pub fn short_steps(ev: &Evidence<'_>, out: &mut Vec<Finding>) {
     ));
 }
 
+/// Steps cut short, paused or re-rated while they ran: one finding for the run, so that no
+/// number of theirs is read as what the plan asked.
+pub fn unplanned_steps(ev: &Evidence<'_>, out: &mut Vec<Finding>) {
+    let steps: Vec<UnplannedStep> = ev
+        .stages
+        .iter()
+        .filter(|s| !s.ran_as_planned())
+        .map(|s| UnplannedStep {
+            step: s.name.clone(),
+            ended: s.ended,
+            ran_s: s.duration_s,
+            planned_s: s.planned_duration_s,
+            paused_s: s.paused_s,
+        })
+        .collect();
+    if !steps.is_empty() {
+        out.push(Finding::new(
+            Severity::Warning,
+            Facts::UnplannedSteps(UnplannedSteps { steps }),
+        ));
+    }
+}
+
+/// The server's first message for a step's most frequent error class and status.
+fn first_message(s: &StageSummary) -> Option<ErrorSample> {
+    s.error_messages
+        .iter()
+        .filter(|e| e.class != "cancelled")
+        .max_by_key(|e| e.count)
+        .cloned()
+}
+
 /// The per-step findings.
 pub fn per_step(ev: &Evidence<'_>, out: &mut Vec<Finding>) {
     for s in ev.stages {
@@ -105,6 +140,7 @@ fn failures(s: &StageSummary, out: &mut Vec<Finding>) {
                 step: s.name.clone(),
                 sent: s.requests.sent,
                 errors: s.errors.clone(),
+                first: first_message(s),
             }),
         ));
     } else if s.rates.error_rate > 0.0 {
@@ -122,6 +158,7 @@ fn failures(s: &StageSummary, out: &mut Vec<Finding>) {
                 errors: s.errors.clone(),
                 top,
                 cause: error_cause(s),
+                first: first_message(s),
             }),
         ));
     }

@@ -58,6 +58,7 @@ pub fn words(facts: &Facts, lang: Lang) -> Words {
         Facts::SoakDrift(f) => stability::soak_drift(f, lang),
         Facts::Fluctuation(f) => stability::fluctuation(f, lang),
         Facts::AgentLost(f) => stability::agent_lost(f, lang),
+        Facts::UnplannedSteps(f) => steps::unplanned_steps(f, lang),
     }
 }
 
@@ -175,6 +176,12 @@ mod tests {
                 step: "s".into(),
                 sent: 9,
                 errors: [("http_4xx".to_string(), 9)].into(),
+                first: Some(stampede_results::summary::ErrorSample {
+                    class: "http_4xx".into(),
+                    http_status: Some(401),
+                    count: 9,
+                    message: "Invalid API key".into(),
+                }),
             }),
             Facts::Errors(StepErrors {
                 step: "s".into(),
@@ -182,6 +189,7 @@ mod tests {
                 errors: [("http_5xx".to_string(), 3)].into(),
                 top: Some(("http_5xx".into(), 3)),
                 cause: ErrorCause::ServerErrors,
+                first: None,
             }),
             Facts::ClientBound(ClientBound {
                 step: "s".into(),
@@ -285,6 +293,15 @@ mod tests {
                 detail: "stream failed".into(),
                 after: AfterLoss::WentOn,
             }),
+            Facts::UnplannedSteps(UnplannedSteps {
+                steps: vec![UnplannedStep {
+                    step: "steps/qps=16".into(),
+                    ended: stampede_results::kinds::StepEnd::Interrupted,
+                    ran_s: 10.0,
+                    planned_s: Some(20.0),
+                    paused_s: 0.0,
+                }],
+            }),
         ]
     }
 
@@ -350,6 +367,16 @@ mod tests {
             text(18).contains("search/qps=40 (3 s, 120 answers)"),
             "{}",
             text(18)
+        );
+        assert!(
+            text(7).contains("http_4xx 401: Invalid API key"),
+            "{}",
+            text(7)
+        );
+        assert!(
+            text(22).contains("steps/qps=16 was interrupted after 10 s of 20 s"),
+            "{}",
+            text(22)
         );
     }
 }

@@ -3,19 +3,33 @@
 
 use stampede_results::facts::{
     Accounting, AllFailed, ClientBound, ClientLimit, CoalescedTokens, Dropped, ErrorCause,
-    InputTokenGap, Mismatch, ShortSteps, StepErrors, StreamBacklog,
+    InputTokenGap, Mismatch, ShortSteps, StepErrors, StreamBacklog, UnplannedSteps,
 };
+use stampede_results::kinds::StepEnd;
+use stampede_results::summary::ErrorSample;
 
 use super::Words;
 use crate::i18n::{Lang, num, pct, tr};
 
+/// The server's own words for a failure: `; first answer: http_4xx 401: ...`.
+fn said(first: &Option<ErrorSample>, lang: Lang) -> String {
+    first.as_ref().map_or_else(String::new, |e| {
+        let (label, message) = (e.label(), &e.message);
+        tr!(
+            lang,
+            "; first answer: {label}: {message}",
+            "；首个应答：{label}：{message}"
+        )
+    })
+}
+
 pub fn all_failed(f: &AllFailed, lang: Lang) -> Words {
-    let (name, sent) = (&f.step, f.sent);
+    let (name, sent, said) = (&f.step, f.sent, said(&f.first, lang));
     Words::new(
         tr!(
             lang,
-            "{name}: every one of {sent} requests failed; the run is not evidence of performance",
-            "{name}：全部 {sent} 个请求都失败了，本次结果不能作为性能依据"
+            "{name}: every one of {sent} requests failed{said}; the run is not evidence of performance",
+            "{name}：全部 {sent} 个请求都失败了{said}；本次结果不能作为性能依据"
         ),
         tr!(
             lang,
@@ -32,11 +46,12 @@ pub fn errors(f: &StepErrors, lang: Lang) -> Words {
         .as_ref()
         .map(|(class, n)| format!("{class} ×{n}"))
         .unwrap_or_default();
+    let said = said(&f.first, lang);
     Words::new(
         tr!(
             lang,
-            "{name}: {rate} of requests failed (most: {top})",
-            "{name}：{rate} 的请求失败（最多：{top}）"
+            "{name}: {rate} of requests failed (most: {top}){said}",
+            "{name}：{rate} 的请求失败（最多：{top}）{said}"
         ),
         error_advice(f.cause, lang),
     )
@@ -245,6 +260,54 @@ pub fn short_steps(f: &ShortSteps, lang: Lang) -> Words {
             lang,
             "lengthen the steps (each = \"60s\" or more; a search's probe_duration), or drop --time-scale for runs whose numbers are compared",
             "延长各阶段时长（each = \"60s\" 或更长；容量搜索的 probe_duration），对需要比较数字的运行不要使用 --time-scale"
+        ),
+    )
+}
+
+pub fn unplanned_steps(f: &UnplannedSteps, lang: Lang) -> Words {
+    let list = f
+        .steps
+        .iter()
+        .map(|s| {
+            let (name, ran) = (&s.step, num(s.ran_s));
+            let planned = s.planned_s.map_or_else(|| ran.clone(), num);
+            let paused = num(s.paused_s);
+            match s.ended {
+                StepEnd::Interrupted => tr!(
+                    lang,
+                    "{name} was interrupted after {ran} s of {planned} s",
+                    "{name} 在计划的 {planned} 秒中运行 {ran} 秒后被中断"
+                ),
+                StepEnd::Aborted => tr!(
+                    lang,
+                    "{name} was aborted after {ran} s of {planned} s",
+                    "{name} 在计划的 {planned} 秒中运行 {ran} 秒后被中止"
+                ),
+                StepEnd::Paused => tr!(
+                    lang,
+                    "{name} was paused for {paused} s (rates over its {ran} s of sending)",
+                    "{name} 暂停了 {paused} 秒（速率按其发送的 {ran} 秒计算）"
+                ),
+                StepEnd::RateChanged => tr!(
+                    lang,
+                    "{name} had its rate changed while it ran",
+                    "{name} 运行中修改过负载"
+                ),
+                StepEnd::Complete => name.clone(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(tr!(lang, "; ", "；").as_str());
+    Words::new(
+        tr!(
+            lang,
+            "steps that did not run as planned: {list}; their numbers cover what they ran",
+            "以下阶段未按计划运行：{list}；其数字只反映实际运行的部分"
+        ),
+        tr!(
+            lang,
+            "rerun them as planned before comparing this run with another (controller compare refuses such runs without --accept-unplanned)",
+            "与其他运行比较前请按计划重新运行（未加 --accept-unplanned 时 controller compare 会拒绝此类运行）"
         ),
     )
 }
