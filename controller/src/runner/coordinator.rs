@@ -421,6 +421,9 @@ impl Coordinator {
             return;
         };
         let agg = self.step_aggregate(g, &step, &active, (step_start, start_s));
+        // A limit test or a search probes until requests fail (a prompt past the context
+        // window answers 400): those failures are its answer, not a refused key.
+        let judging = !is_probe(step.kind);
         let order = LaunchOrder {
             step_no: g,
             step: step.clone(),
@@ -437,7 +440,7 @@ impl Coordinator {
             Running {
                 agg,
                 start_s,
-                judging: true,
+                judging,
                 start: step_start,
             },
         );

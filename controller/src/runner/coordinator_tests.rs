@@ -968,3 +968,20 @@ fn a_rate_changed_step_says_so_and_offers_its_mean_rate() {
     assert_eq!((s.ended, s.offered_qps), (StepEnd::RateChanged, Some(12.0)));
     assert_eq!(s.planned_duration_s, None);
 }
+
+#[test]
+fn a_limit_probe_whose_requests_all_fail_alike_runs_on() {
+    // The longest-input test's last level: every prompt is past the context window (400).
+    let mut probe = step("longest/input_tokens=32768", open(10.0), 10);
+    probe.kind = StepKind::LimitInput;
+    let (mut c, t0) = launched(config(), &["a", "bb"], vec![probe]);
+    let key = "HTTP 400 Bad Request maximum context length is 32768 tokens";
+    c.on(refused(0, 5, 300, key), t0 + SEC);
+    let out = c.on(from(1, refused(0, 5, 100, key)), t0 + SEC);
+    assert_eq!(
+        describe(&out),
+        ["interval longest/input_tokens=32768 #0 sent 10 offered Some(10.0) from 0s"],
+        "a probe's failures are its answer: no abort"
+    );
+    assert_eq!(c.stop_reasons().decisive(), None);
+}
