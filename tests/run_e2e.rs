@@ -440,3 +440,40 @@ fn each_timeout_kind_is_classified() {
         assert_eq!(u(&st["requests"]["timeouts"]), 4);
     }
 }
+
+#[test]
+fn ctrl_c_to_the_whole_process_group_stops_the_agents_too() {
+    // A terminal's Ctrl-C signals the foreground process group: the controller, and the agent
+    // and simulator it started, unless they sit in groups of their own.
+    let ws = Workspace::new();
+    let path = ws.write_plan(&plan(
+        "[[stage]]\nname = \"long\"\nqps = 10\nduration = \"60s\"\n",
+    ));
+    let child = ws.spawn_in_group(&path, &[], true);
+    let pid = child.id();
+    assert!(
+        wait_for(Duration::from_secs(30), || children_of(pid).len() >= 2),
+        "children started"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let status = Command::new("kill")
+        .args(["-INT", "--", &format!("-{pid}")])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let out = child.wait_with_output().expect("controller exits");
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out));
+    let s = ws.summary();
+    let st = &s["stages"][0];
+    assert_eq!(st["ended"], "interrupted", "{st}");
+    let ran = f(&st["duration_s"]);
+    assert!(
+        ran > 1.0 && ran < 30.0,
+        "the agent stopped when told: ran {ran}: {st}"
+    );
+    assert_eq!(
+        u(&st["requests"]["failed"]),
+        0,
+        "nothing was sent to a simulator that had exited: {st}"
+    );
+}

@@ -76,6 +76,12 @@ pub async fn spawn_listening(
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
+        // Its own process group: a terminal's Ctrl-C (SIGINT to the whole foreground group)
+        // reaches only the controller, which stops the agents over gRPC and lets the requests in
+        // flight finish. An agent that took the SIGINT itself would shut its server down
+        // gracefully, refuse the controller's Stop and go on sending to the planned end. The
+        // child still ends with the controller: its stdin closes, and it is killed on drop.
+        .process_group(0)
         .spawn()
         .with_context(|| format!("cannot start {name} ({})", binary.display()))?;
     let stdin = child.stdin.take();

@@ -82,8 +82,18 @@ impl Workspace {
     /// Starts `controller run PLAN --plain --out OUT ARGS...` without waiting for it: standard
     /// input closed, output captured.
     pub fn spawn(&self, plan: &Path, args: &[&str]) -> Child {
-        Command::new(controller_bin())
-            .arg("run")
+        self.spawn_in_group(plan, args, false)
+    }
+
+    /// `spawn`, with the controller leading a process group of its own when `own_group`, so a
+    /// test can signal the whole group as a terminal's Ctrl-C does.
+    pub fn spawn_in_group(&self, plan: &Path, args: &[&str], own_group: bool) -> Child {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new(controller_bin());
+        if own_group {
+            cmd.process_group(0);
+        }
+        cmd.arg("run")
             .arg(plan)
             .arg("--plain")
             .arg("--out")
