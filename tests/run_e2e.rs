@@ -3,7 +3,7 @@
 mod util;
 
 use std::collections::HashMap;
-use std::process::Command;
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -295,13 +295,15 @@ fn an_unreachable_target_is_reported_before_any_stage() {
     );
 }
 
-#[test]
-fn sigterm_stops_sending_finishes_the_files_and_leaves_no_child_behind() {
+/// Starts a 60 s step at 10/s, lets it run 3 s past its children's start, sends `signal` to
+/// the controller (or, with `whole_group`, to its whole process group, as a terminal's Ctrl-C
+/// does), and returns what the controller printed, summary.json and the children it had.
+fn signal_a_long_run(signal: &str, whole_group: bool) -> (Output, Value, Vec<u32>) {
     let ws = Workspace::new();
     let path = ws.write_plan(&plan(
         "[[stage]]\nname = \"long\"\nqps = 10\nduration = \"60s\"\n",
     ));
-    let child = ws.spawn(&path, &[]);
+    let child = ws.spawn_in_group(&path, &[], whole_group);
     let pid = child.id();
     // Wait until the run is under way: the agent and the simulator are children by then.
     assert!(
@@ -310,14 +312,24 @@ fn sigterm_stops_sending_finishes_the_files_and_leaves_no_child_behind() {
     );
     std::thread::sleep(Duration::from_secs(3));
     let children = children_of(pid);
+    let target = if whole_group {
+        format!("-{pid}")
+    } else {
+        pid.to_string()
+    };
     let status = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
+        .args([signal, "--", &target])
         .status()
         .expect("kill");
     assert!(status.success());
     let out = child.wait_with_output().expect("controller exits");
+    (out, ws.summary(), children)
+}
+
+#[test]
+fn sigterm_stops_sending_finishes_the_files_and_leaves_no_child_behind() {
+    let (out, s, children) = signal_a_long_run("-TERM", false);
     assert_eq!(out.status.code(), Some(130), "{}", text(&out));
-    let s = ws.summary();
     assert_eq!(s["status"], "interrupted");
     let st = &s["stages"][0];
     let sent = u(&st["requests"]["sent"]);
@@ -445,25 +457,8 @@ fn each_timeout_kind_is_classified() {
 fn ctrl_c_to_the_whole_process_group_stops_the_agents_too() {
     // A terminal's Ctrl-C signals the foreground process group: the controller, and the agent
     // and simulator it started, unless they sit in groups of their own.
-    let ws = Workspace::new();
-    let path = ws.write_plan(&plan(
-        "[[stage]]\nname = \"long\"\nqps = 10\nduration = \"60s\"\n",
-    ));
-    let child = ws.spawn_in_group(&path, &[], true);
-    let pid = child.id();
-    assert!(
-        wait_for(Duration::from_secs(30), || children_of(pid).len() >= 2),
-        "children started"
-    );
-    std::thread::sleep(Duration::from_secs(3));
-    let status = Command::new("kill")
-        .args(["-INT", "--", &format!("-{pid}")])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let out = child.wait_with_output().expect("controller exits");
+    let (out, s, _) = signal_a_long_run("-INT", true);
     assert_eq!(out.status.code(), Some(130), "{}", text(&out));
-    let s = ws.summary();
     let st = &s["stages"][0];
     assert_eq!(st["ended"], "interrupted", "{st}");
     let ran = f(&st["duration_s"]);
